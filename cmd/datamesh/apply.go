@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/datamesh/datamesh/node/client"
+)
+
+func newApplyCmd() *cobra.Command {
+	var (
+		cf    clientFlags
+		files []string
+		force bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE|DIR|-",
+		Short: "Apply resources (EventType contracts) from YAML files",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(files) == 0 {
+				return fmt.Errorf("apply needs -f FILE, DIR or -")
+			}
+			body, err := readResources(files, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			return cf.with(func(c *client.Client) error {
+				r, err := c.Apply(body, force)
+				if err != nil {
+					return err
+				}
+				if cf.json {
+					return printJSON(cmd.OutOrStdout(), r)
+				}
+				for _, res := range r.Results {
+					name := res.Name
+					if res.Aggregate != "" {
+						name = res.Aggregate + "." + res.Name
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s/%s v%d %s\n", strings.ToLower(res.Kind), name, res.Version, res.Status)
+				}
+				return nil
+			})
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file, directory of .yaml/.yml files, or - for stdin (repeatable)")
+	cmd.Flags().BoolVar(&force, "force", false, "accept contract changes that break compatibility")
+	return cmd
+}
+
+// readResources concatenates the YAML documents of files and directories
+// (sorted by name) into one multi-document stream.
+func readResources(paths []string, stdin io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	add := func(b []byte) {
+		buf.WriteString("\n---\n")
+		buf.Write(b)
+	}
+	for _, p := range paths {
+		if p == "-" {
+			b, err := io.ReadAll(stdin)
+			if err != nil {
+				return nil, err
+			}
+			add(b)
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		var files []string
+		if st.IsDir() {
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range entries {
+				ext := filepath.Ext(e.Name())
+				if !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+					files = append(files, filepath.Join(p, e.Name()))
+				}
+			}
+			sort.Strings(files)
+			if len(files) == 0 {
+				return nil, fmt.Errorf("%s: no .yaml, .yml or .json file", p)
+			}
+		} else {
+			files = []string{p}
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			add(b)
+		}
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/datamesh/datamesh/node"
+)
+
+func startNode(t *testing.T) *node.Node {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Name = "cli"
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:-1"
+	cfg.HTTP = ""
+	n, err := node.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// cli runs the datamesh command with args against n and returns its output.
+func cli(t *testing.T, n *node.Node, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if n != nil {
+		args = append(args, "--server", n.ClientURL())
+	}
+	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return out.String(), err
+}
+
+func mustCLI(t *testing.T, n *node.Node, args ...string) string {
+	t.Helper()
+	out, err := cli(t, n, "", args...)
+	if err != nil {
+		t.Fatalf("datamesh %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func TestWalkThrough(t *testing.T) {
+	n := startNode(t)
+	out := mustCLI(t, n, "apply", "-f", "../../deploy/examples/orders/")
+	want := "eventtype/order.OrderPlaced v1 created\neventtype/order.ItemAdded v1 created\neventtype/order.OrderShipped v1 created\n"
+	if out != want {
+		t.Fatalf("apply printed\n%s\nwant\n%s", out, want)
+	}
+	out = mustCLI(t, n, "append", "order", "o-1", "OrderPlaced", `{"customer":"c-1","total":30}`, "--expect", "0")
+	if out != "appended order/o-1 OrderPlaced at seq 1\n" {
+		t.Fatalf("append printed %q", out)
+	}
+	out, err := cli(t, n, `{"carrier":"ups"}`, "append", "order", "o-1", "OrderShipped", "-", "--id", "ship-1")
+	if err != nil || out != "appended order/o-1 OrderShipped at seq 2\n" {
+		t.Fatalf("append from stdin printed %q (%v)", out, err)
+	}
+	out = mustCLI(t, n, "append", "order", "o-1", "OrderShipped", "--id", "ship-1")
+	if !strings.Contains(out, "at seq 2 (duplicate") {
+		t.Fatalf("duplicate append printed %q", out)
+	}
+
+	_, err = cli(t, n, "", "append", "order", "o-1", "OrderPlaced", `{"customer":"c-1","total":30}`, "--expect", "0")
+	if err == nil || !strings.Contains(err.Error(), "version_conflict") || !strings.Contains(err.Error(), "version 2") {
+		t.Fatalf("got %v, want a version conflict naming version 2", err)
+	}
+	_, err = cli(t, n, "", "append", "order", "o-2", "OrderPlaced", `{"total":"lots"}`)
+	if err == nil || !strings.Contains(err.Error(), "schema_violation") {
+		t.Fatalf("got %v, want a schema violation", err)
+	}
+
+	out = mustCLI(t, n, "read", "order", "o-1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "SEQ") || !strings.HasPrefix(lines[1], "1 ") || !strings.Contains(lines[2], "OrderShipped") {
+		t.Fatalf("read printed\n%s", out)
+	}
+	out = mustCLI(t, n, "read", "order", "--json")
+	var rr node.ReadReply
+	if err := json.Unmarshal([]byte(out), &rr); err != nil || len(rr.Events) != 2 {
+		t.Fatalf("read --json printed %s (%v)", out, err)
+	}
+
+	out = mustCLI(t, n, "catalog")
+	if !strings.Contains(out, "node cli") || !strings.Contains(out, "OrderPlaced") || !strings.Contains(out, "team-orders") {
+		t.Fatalf("catalog printed\n%s", out)
+	}
+
+	_, err = cli(t, n, "", "apply", "-f", "../../deploy/examples/orders/changes/orderplaced-v2-breaking.yaml")
+	if err == nil || !strings.Contains(err.Error(), `field "/email" became required`) {
+		t.Fatalf("got %v, want the incompatibility reason", err)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, err = cli(t, nil, "", "catalog", "--server", "nats://"+addr, "--timeout", "500ms")
+	if err == nil || !strings.Contains(err.Error(), "connect to") {
+		t.Fatalf("got %v, want a connection error", err)
+	}
+	n := startNode(t)
+	if _, err := cli(t, n, "", "append", "order", "o-1"); err == nil {
+		t.Fatal("append without a type: got no error")
+	}
+	if _, err := cli(t, n, "", "apply"); err == nil || !strings.Contains(err.Error(), "-f") {
+		t.Fatalf("got %v, want apply to ask for -f", err)
+	}
+	_, err = cli(t, n, "", "append", "order", "o-1", "X", "@/does/not/exist")
+	if err == nil || !strings.Contains(err.Error(), "read data") {
+		t.Fatalf("got %v, want a read data error", err)
+	}
+}
+
+func TestNodeConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(file, []byte("name: from-file\ndata: /file/data\nlisten: 127.0.0.1:5000\ndedup_window: 1m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DATAMESH_DATA", "/env/data")
+	var f nodeFlags
+	cmd := &cobra.Command{}
+	f.register(cmd.Flags())
+	if err := cmd.Flags().Parse([]string{"--config", file, "--listen", "127.0.0.1:6000"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(cmd.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.Config(cmd.Flags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "from-file" || cfg.DataDir != "/env/data" || cfg.Listen != "127.0.0.1:6000" || time.Duration(cfg.DedupWindow) != time.Minute {
+		t.Fatalf("got name %q data %q listen %q dedup %v; want file, env, flag, file", cfg.Name, cfg.DataDir, cfg.Listen, time.Duration(cfg.DedupWindow))
+	}
+	if err := os.WriteFile(file, []byte("nmae: typo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Config(cmd.Flags()); err == nil || !strings.Contains(err.Error(), "nmae") {
+		t.Fatalf("got %v, want the unknown key named", err)
+	}
+}
+
+func TestNodeCommandRunsAndStops(t *testing.T) {
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"node", "--name", "cmdtest", "--data", t.TempDir(), "--listen", port, "--http", ""}, nil, &bytes.Buffer{}, &logs)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	var nc *nats.Conn
+	for {
+		var err error
+		if nc, err = nats.Connect("nats://"+port, nats.Timeout(200*time.Millisecond)); err == nil {
+			if _, err = nc.Request("dm.discovery", nil, time.Second); err == nil {
+				break
+			}
+			nc.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node did not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	nc.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("node exited with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("node did not stop after its context ended")
+	}
+
+	// The same port taken: a one-line error, no panic.
+	l, err := net.Listen("tcp", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = run(context.Background(), []string{"node", "--name", "x", "--data", t.TempDir(), "--listen", port, "--http", ""}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("got %q, want one line saying the address is in use", err)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr())
+}

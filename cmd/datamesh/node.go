@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/datamesh/datamesh/node"
+)
+
+// nodeFlags are the `datamesh node` flags; each one also reads DATAMESH_<FLAG>.
+type nodeFlags struct {
+	config string
+	cfg    node.Config
+}
+
+func (f *nodeFlags) register(fs *pflag.FlagSet) {
+	d := node.DefaultConfig()
+	fs.StringVar(&f.config, "config", "", "YAML config file (flags and env override it)")
+	fs.StringVar(&f.cfg.Name, "name", d.Name, "node name, also its JetStream domain")
+	fs.StringVar(&f.cfg.DataDir, "data", d.DataDir, "data directory")
+	fs.StringVar(&f.cfg.Listen, "listen", d.Listen, "NATS client address host:port")
+	fs.StringVar(&f.cfg.HTTP, "http", d.HTTP, "HTTP monitoring address host:port (empty disables)")
+	fs.StringVar(&f.cfg.LeafListen, "leaf-listen", d.LeafListen, "leafnode address host:port for mesh links (empty disables)")
+	fs.BoolVar(&f.cfg.RequireContracts, "require-contracts", d.RequireContracts, "refuse event types that have no contract")
+	fs.IntVar(&f.cfg.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest event data accepted")
+	fs.StringVar(&f.cfg.LogLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error")
+}
+
+// Config builds the node config: defaults, then the config file, then every
+// flag that was set on the command line or through the environment.
+func (f *nodeFlags) Config(fs *pflag.FlagSet) (node.Config, error) {
+	cfg := node.DefaultConfig()
+	if f.config != "" {
+		if err := node.LoadConfigFile(&cfg, f.config); err != nil {
+			return cfg, err
+		}
+	}
+	set := map[string]func(){
+		"name":              func() { cfg.Name = f.cfg.Name },
+		"data":              func() { cfg.DataDir = f.cfg.DataDir },
+		"listen":            func() { cfg.Listen = f.cfg.Listen },
+		"http":              func() { cfg.HTTP = f.cfg.HTTP },
+		"leaf-listen":       func() { cfg.LeafListen = f.cfg.LeafListen },
+		"require-contracts": func() { cfg.RequireContracts = f.cfg.RequireContracts },
+		"max-event-bytes":   func() { cfg.MaxEventBytes = f.cfg.MaxEventBytes },
+		"log-level":         func() { cfg.LogLevel = f.cfg.LogLevel },
+	}
+	fs.Visit(func(fl *pflag.Flag) {
+		if apply, ok := set[fl.Name]; ok {
+			apply()
+		}
+	})
+	return cfg, cfg.Validate()
+}
+
+func newNodeCmd() *cobra.Command {
+	var f nodeFlags
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a DataMesh node: the service's NATS server, event log and API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.Config(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			return runNode(cmd, cfg, cmd.ErrOrStderr())
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func runNode(cmd *cobra.Command, cfg node.Config, logOut io.Writer) error {
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:   "datamesh",
+		Level:  hclog.LevelFromString(cfg.LogLevel),
+		Output: logOut,
+	})
+	n, err := node.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if err := n.Start(ctx); err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return n.Close()
+}

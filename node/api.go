@@ -1,0 +1,108 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+const apiTimeout = 10 * time.Second
+
+// startService registers the API endpoints as the NATS micro service
+// "datamesh", so $SRV.PING/INFO/STATS describe them.
+func (n *Node) startService() error {
+	svc, err := micro.AddService(n.nc, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: "DataMesh node " + n.cfg.Name + ": event log, contracts, discovery",
+		Metadata:    map[string]string{"node": n.cfg.Name},
+	})
+	if err != nil {
+		return err
+	}
+	n.svc = svc
+	endpoints := []struct {
+		name, subject string
+		h             micro.HandlerFunc
+	}{
+		{"append", SubjectAppend + ".>", n.handleAppend},
+		{"read", SubjectRead + ".>", n.handleRead},
+		{"apply", SubjectApply, n.handleApply},
+		{"discovery", SubjectDiscovery, n.handleDiscovery},
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replyError answers a request synchronously, inside its handler, so the
+// micro service counts the error in its stats.
+func replyError(req micro.Request, e *Error) {
+	_ = req.Error(e.statusText(), e.Message, e.body(), micro.WithHeaders(micro.Headers{"Content-Type": {"application/json"}}))
+}
+
+// respond answers a request from outside its handler (after an async ack).
+func (n *Node) respond(reply string, v any) {
+	if reply == "" {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		n.respondError(reply, errInternal("encode reply: %v", err))
+		return
+	}
+	if err := n.nc.Publish(reply, b); err != nil {
+		n.log.Warn("reply failed", "error", err)
+	}
+}
+
+// respondError sends an error reply with the micro error headers from outside a handler.
+func (n *Node) respondError(reply string, e *Error) {
+	if reply == "" {
+		return
+	}
+	m := &nats.Msg{Subject: reply, Data: e.body(), Header: nats.Header{
+		micro.ErrorHeader:     {e.Message},
+		micro.ErrorCodeHeader: {e.statusText()},
+		"Content-Type":        {"application/json"},
+	}}
+	if err := n.nc.PublishMsg(m); err != nil {
+		n.log.Warn("error reply failed", "error", err)
+	}
+}
+
+// splitTarget reads <aggregate>[.<id>] after the API prefix of subject.
+func splitTarget(subject, prefix string) (aggregate, id string, e *Error) {
+	rest := strings.TrimPrefix(subject, prefix+".")
+	parts := strings.Split(rest, ".")
+	if len(parts) > 2 || !validToken(parts[0]) {
+		return "", "", errBadRequest("subject %q: want %s.<aggregate>.<id>", subject, prefix)
+	}
+	if len(parts) == 2 {
+		return parts[0], parts[1], nil
+	}
+	return parts[0], "", nil
+}
+
+func (n *Node) handleApply(req micro.Request) {
+	force, err := parseBool(headerValue(nats.Header(req.Headers()), HeaderForce))
+	if err != nil {
+		replyError(req, errBadRequest("%s: %v", HeaderForce, err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	res, e := n.apply(ctx, req.Data(), force)
+	if e != nil {
+		replyError(req, e)
+		return
+	}
+	_ = req.RespondJSON(ApplyReply{Results: res})
+}

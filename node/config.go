@@ -1,0 +1,182 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Defaults for a node started with no flags and no config file.
+const (
+	DefaultDataDir       = "./data"
+	DefaultListen        = "127.0.0.1:4222"
+	DefaultHTTP          = "127.0.0.1:8222"
+	DefaultSubjectPrefix = "evt"
+	DefaultStreamName    = "EVENTS"
+	DefaultMaxEventBytes = 512 * 1024
+	DefaultMaxBatch      = 1000
+	DefaultDedupWindow   = 5 * time.Minute
+	DefaultAppendTimeout = 5 * time.Second
+)
+
+// Config is everything a node needs to start. Build it with DefaultConfig,
+// overlay a file (LoadConfigFile), env and flags, then call Validate.
+type Config struct {
+	// Name identifies the node in the mesh; it is also the JetStream domain.
+	Name string `json:"name"`
+	// DataDir holds JetStream's files (and later the projections').
+	DataDir string `json:"data"`
+	// Listen is the NATS client address services connect to. Port -1 picks a free port.
+	Listen string `json:"listen"`
+	// HTTP is the monitoring address (/healthz and nats-server's pages); empty disables it.
+	HTTP string `json:"http"`
+	// LeafListen is the leafnode address peers connect to; empty disables it.
+	LeafListen string `json:"leaf_listen"`
+	// RequireContracts refuses appends of event types that have no contract.
+	RequireContracts bool `json:"require_contracts"`
+	// MaxEventBytes bounds one event's data; larger appends get too_large.
+	MaxEventBytes int `json:"max_event_bytes"`
+	// MaxBatch bounds the number of events in one atomic batch (JetStream allows 1000).
+	MaxBatch int `json:"max_batch"`
+	// DedupWindow is how long a ce-id is remembered for idempotent appends.
+	DedupWindow Duration `json:"dedup_window"`
+	// LogLevel is trace, debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+
+	// SubjectPrefix is the first token of stored event subjects:
+	// <prefix>.<aggregate>.<id>.<type>. Not settable from the CLI.
+	SubjectPrefix string `json:"-"`
+	// StreamName is the JetStream stream that holds the log.
+	StreamName string `json:"-"`
+}
+
+// Duration is a time.Duration that reads "5m" style strings from YAML/JSON.
+type Duration time.Duration
+
+// UnmarshalJSON accepts a Go duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		*d = Duration(time.Duration(n * float64(time.Second)))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.Quote(time.Duration(d).String())), nil
+}
+
+// DefaultConfig returns the configuration of `datamesh node` with no flags.
+func DefaultConfig() Config {
+	return Config{
+		Name:          DefaultName(),
+		DataDir:       DefaultDataDir,
+		Listen:        DefaultListen,
+		HTTP:          DefaultHTTP,
+		MaxEventBytes: DefaultMaxEventBytes,
+		MaxBatch:      DefaultMaxBatch,
+		DedupWindow:   Duration(DefaultDedupWindow),
+		LogLevel:      "info",
+		SubjectPrefix: DefaultSubjectPrefix,
+		StreamName:    DefaultStreamName,
+	}
+}
+
+var invalidNameChars = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// DefaultName derives a node name from the host name, keeping only the
+// characters a JetStream domain allows.
+func DefaultName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "datamesh"
+	}
+	h = strings.Split(h, ".")[0]
+	h = strings.Trim(invalidNameChars.ReplaceAllString(h, "-"), "-")
+	if h == "" {
+		return "datamesh"
+	}
+	return h
+}
+
+// LoadConfigFile overlays the YAML file at path onto cfg. Unknown keys are errors.
+func LoadConfigFile(cfg *Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, cfg); err != nil {
+		return fmt.Errorf("parse config %s: %w", path, err)
+	}
+	return nil
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Validate checks the configuration and returns every problem found.
+func (c Config) Validate() error {
+	var errs []error
+	if !validName.MatchString(c.Name) {
+		errs = append(errs, fmt.Errorf("name %q: use letters, digits, '-' and '_' only", c.Name))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data: a data directory is required"))
+	}
+	for _, a := range []struct{ field, v string }{{"listen", c.Listen}, {"http", c.HTTP}, {"leaf_listen", c.LeafListen}} {
+		if a.v == "" && a.field != "listen" {
+			continue
+		}
+		if _, _, err := splitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.field, err))
+		}
+	}
+	if c.MaxEventBytes <= 0 || c.MaxEventBytes > 8*1024*1024 {
+		errs = append(errs, fmt.Errorf("max_event_bytes %d: must be between 1 and 8MiB", c.MaxEventBytes))
+	}
+	if c.MaxBatch <= 0 || c.MaxBatch > 1000 {
+		errs = append(errs, fmt.Errorf("max_batch %d: must be between 1 and 1000 (JetStream's atomic batch limit)", c.MaxBatch))
+	}
+	if c.DedupWindow < 0 {
+		errs = append(errs, errors.New("dedup_window: must not be negative"))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SubjectPrefix == "" || strings.ContainsAny(c.SubjectPrefix, ".*> \t") {
+		errs = append(errs, fmt.Errorf("subject prefix %q: must be one NATS token", c.SubjectPrefix))
+	}
+	if c.StreamName == "" {
+		errs = append(errs, errors.New("stream name is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// splitHostPort parses "host:port"; port -1 means a random free port.
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, fmt.Errorf("address %q: %w", hp, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("address %q: invalid port", hp)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}

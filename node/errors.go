@@ -1,0 +1,95 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/datamesh/datamesh/schemas"
+)
+
+// Error codes carried in every error reply ({"error": {"code": ...}}) and, as
+// the HTTP-like status, in the Nats-Service-Error-Code header.
+const (
+	CodeBadRequest      = "bad_request"      // 400: malformed subject, headers or body
+	CodeNotFound        = "not_found"        // 404: nothing at that name
+	CodeVersionConflict = "version_conflict" // 409: Dm-Expected-Version did not match
+	CodeDuplicate       = "duplicate"        // 409: a batch repeats ids already stored differently
+	CodeConflict        = "conflict"         // 409: a resource version exists with other content
+	CodeIncompatible    = "incompatible"     // 409: a contract change breaks existing producers
+	CodeTooLarge        = "too_large"        // 413: event or batch above the node's limits
+	CodeSchemaViolation = "schema_violation" // 422: data does not satisfy the contract
+	CodeNoContract      = "no_contract"      // 422: contracts are mandatory and the type has none
+	CodeInternal        = "internal"         // 500: a bug; the message says what failed
+	CodeUnavailable     = "unavailable"      // 503: the log did not answer in time
+)
+
+// Error is an API error: the wire form of every failed request. It is also a
+// Go error, so client code can errors.As a reply into it.
+type Error struct {
+	Code    string `json:"code"`
+	Status  int    `json:"status"`
+	Message string `json:"message"`
+	// CurrentVersion is set on version_conflict: the aggregate's last seq (0: no events).
+	CurrentVersion *uint64 `json:"current_version,omitempty"`
+	// Violations is set on schema_violation: every failed rule with its JSON pointer.
+	Violations []schemas.Violation `json:"violations,omitempty"`
+	// Index is set when one event of a batch caused the error (0-based).
+	Index *int `json:"index,omitempty"`
+	// Reasons is set on incompatible: why the new contract version was refused.
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// ErrorReply is the JSON body of an error reply.
+type ErrorReply struct {
+	Error *Error `json:"error"`
+}
+
+// body returns the JSON error reply body.
+func (e *Error) body() []byte {
+	b, _ := json.Marshal(ErrorReply{Error: e})
+	return b
+}
+
+func (e *Error) statusText() string { return strconv.Itoa(e.Status) }
+
+func newError(code string, status int, format string, args ...any) *Error {
+	return &Error{Code: code, Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+func errBadRequest(format string, args ...any) *Error {
+	return newError(CodeBadRequest, 400, format, args...)
+}
+
+func errTooLarge(format string, args ...any) *Error {
+	return newError(CodeTooLarge, 413, format, args...)
+}
+
+func errUnavailable(format string, args ...any) *Error {
+	return newError(CodeUnavailable, 503, format, args...)
+}
+
+func errInternal(format string, args ...any) *Error {
+	return newError(CodeInternal, 500, format, args...)
+}
+
+func errVersionConflict(expected, current uint64) *Error {
+	e := newError(CodeVersionConflict, 409, "expected version %d, but the aggregate is at version %d", expected, current)
+	e.CurrentVersion = &current
+	return e
+}
+
+func errSchemaViolation(key string, v []schemas.Violation) *Error {
+	e := newError(CodeSchemaViolation, 422, "data does not satisfy contract %s (%d violations): %s", key, len(v), v[0].Message)
+	e.Violations = v
+	return e
+}
+
+// atIndex marks e as caused by event i of a batch.
+func (e *Error) atIndex(i int) *Error {
+	e.Index = &i
+	e.Message = fmt.Sprintf("event %d: %s", i, e.Message)
+	return e
+}

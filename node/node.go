@@ -1,0 +1,190 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+)
+
+// Version is the DataMesh version reported by discovery and the micro service.
+const Version = "0.1.0"
+
+// Node is one DataMesh node: an embedded NATS server with JetStream that
+// holds the event log, the registry of contracts, and the API service.
+type Node struct {
+	cfg Config
+	log hclog.Logger
+	// key signs the node's own connections in; see serverOptions.
+	key    nkeys.KeyPair
+	keyPub string
+
+	srv      *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	registry *registry
+	svc      micro.Service
+	events   *eventLog
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and returns a node that is not started yet.
+func New(cfg Config, logger hclog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	key, pub, err := newInternalKey()
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, log: logger.Named("node").With("node", cfg.Name), key: key, keyPub: pub}, nil
+}
+
+// Start runs the embedded server and the API, and returns once the node
+// serves requests. On error everything started so far is closed again.
+func (n *Node) Start(ctx context.Context) error {
+	if err := n.start(ctx); err != nil {
+		n.Close()
+		return err
+	}
+	n.log.Info("node ready", "client_url", n.ClientURL(), "monitor", n.MonitorURL(), "domain", n.cfg.Name)
+	return nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	if err := checkDataDir(n.cfg.DataDir); err != nil {
+		return err
+	}
+	opts, err := serverOptions(n.cfg, n.keyPub)
+	if err != nil {
+		return err
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("nats server: %w", err)
+	}
+	n.srv = srv
+	level, _ := parseLevel(n.cfg.LogLevel)
+	slog := newServerLogger(n.log.Named("nats"))
+	srv.SetLoggerV2(slog, level <= hclog.Debug, level <= hclog.Trace, false)
+	srv.Start()
+	if err := waitReady(ctx, srv, slog.fatal); err != nil {
+		return err
+	}
+
+	nc, err := n.Connect(nats.Name("datamesh-node"))
+	if err != nil {
+		return fmt.Errorf("internal connection: %w", err)
+	}
+	n.nc = nc
+	n.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(DefaultAppendTimeout),
+		jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if n.events, err = openEventLog(ctx, n.cfg, nc, n.js, n.log); err != nil {
+		return err
+	}
+	if n.registry, err = openRegistry(ctx, n.js, n.log); err != nil {
+		return err
+	}
+	return n.startService()
+}
+
+// waitReady polls until the server accepts clients, the server reports a
+// fatal error (port in use, JetStream cannot start), or ctx ends.
+func waitReady(ctx context.Context, srv *server.Server, fatal <-chan error) error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		select {
+		case err := <-fatal:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if srv.ReadyForConnections(20 * time.Millisecond) {
+			// A fatal error can race with readiness of the client port.
+			select {
+			case err := <-fatal:
+				return err
+			default:
+			}
+			if srv.JetStreamEnabled() {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("nats server did not become ready in time")
+		}
+	}
+}
+
+// Connect opens an in-process connection with the node's own rights. It is
+// how the node's workers, and Go programs that embed the node, talk to it.
+func (n *Node) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.InProcessServer(n.srv), nats.Nkey(n.keyPub, n.key.Sign)}, opts...)
+	return nats.Connect("", opts...)
+}
+
+// ClientURL is the URL services connect to.
+func (n *Node) ClientURL() string {
+	if n.srv == nil {
+		return ""
+	}
+	return n.srv.ClientURL()
+}
+
+// MonitorURL is the base URL of the HTTP monitoring endpoint, or "" if disabled.
+func (n *Node) MonitorURL() string {
+	if n.srv == nil {
+		return ""
+	}
+	if a := n.srv.MonitorAddr(); a != nil {
+		return "http://" + a.String()
+	}
+	return ""
+}
+
+// Name is the node's name, also its JetStream domain.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Close stops the API, drains the internal connection and shuts the server
+// down. It is safe to call more than once and returns the first error.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.svc != nil {
+			errs = append(errs, n.svc.Stop())
+		}
+		if n.events != nil {
+			n.events.close()
+		}
+		if n.nc != nil {
+			if err := n.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				errs = append(errs, err)
+			}
+			n.nc.Close()
+		}
+		if n.srv != nil {
+			n.srv.Shutdown()
+			n.srv.WaitForShutdown()
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("node stopped")
+	})
+	return n.closeErr
+}
