@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"github.com/datamesh/datamesh/schemas"
 )
 
 // Defaults for a node started with no flags and no config file.
@@ -119,7 +119,7 @@ func LoadConfigFile(cfg *Config, path string) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	if err := yaml.UnmarshalStrict(b, cfg); err != nil {
+	if err := schemas.DecodeStrict(b, cfg); err != nil {
 		return fmt.Errorf("parse config %s: %w", path, err)
 	}
 	return nil

@@ -36,10 +36,21 @@ func newServerLogger(log hclog.Logger) *serverLogger {
 }
 
 func (l *serverLogger) Noticef(format string, v ...any) { l.log.Info(msg(format, v)) }
-func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(msg(format, v)) }
-func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error(msg(format, v)) }
-func (l *serverLogger) Debugf(format string, v ...any)  { l.log.Debug(msg(format, v)) }
-func (l *serverLogger) Tracef(format string, v ...any)  { l.log.Trace(msg(format, v)) }
+
+// Warnf logs a warning. The plaintext-password warning is lowered to debug:
+// the only password user is the no-auth service user, whose empty password
+// nats-server requires to stay plaintext.
+func (l *serverLogger) Warnf(format string, v ...any) {
+	m := msg(format, v)
+	if strings.HasPrefix(m, "Plaintext passwords detected") {
+		l.log.Debug(m)
+		return
+	}
+	l.log.Warn(m)
+}
+func (l *serverLogger) Errorf(format string, v ...any) { l.log.Error(msg(format, v)) }
+func (l *serverLogger) Debugf(format string, v ...any) { l.log.Debug(msg(format, v)) }
+func (l *serverLogger) Tracef(format string, v ...any) { l.log.Trace(msg(format, v)) }
 
 func (l *serverLogger) Fatalf(format string, v ...any) {
 	m := msg(format, v)

@@ -4,10 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/datamesh/datamesh/schemas"
 )
@@ -60,7 +59,11 @@ func (n *Node) apply(ctx context.Context, body []byte, force bool) ([]ApplyResul
 		var head struct {
 			Kind string `json:"kind"`
 		}
-		if err := yaml.Unmarshal(doc, &head); err != nil {
+		j, err := schemas.YAMLToJSON(doc)
+		if err == nil {
+			err = json.Unmarshal(j, &head)
+		}
+		if err != nil {
 			return nil, errBadRequest("resource %d: %v", i+1, err)
 		}
 		switch head.Kind {

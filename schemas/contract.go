@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"sigs.k8s.io/yaml"
 )
 
 // KindEventType is the kind of a contract resource.
@@ -31,7 +29,7 @@ type Contract struct {
 // is an error that names it) and validates it.
 func DecodeContract(doc []byte) (*Contract, error) {
 	var c Contract
-	if err := yaml.UnmarshalStrict(doc, &c); err != nil {
+	if err := DecodeStrict(doc, &c); err != nil {
 		return nil, fmt.Errorf("decode contract: %w", err)
 	}
 	if err := c.Validate(); err != nil {

@@ -3,11 +3,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/datamesh/datamesh/node"
 )
 
 func main() {
@@ -15,8 +18,30 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		printError(os.Stderr, err)
 		os.Exit(1)
+	}
+}
+
+// printError prints err on one line, then the details an API error carries
+// (every schema violation, every incompatibility reason).
+func printError(w io.Writer, err error) {
+	fmt.Fprintln(w, "error:", err)
+	var e *node.Error
+	if !errors.As(err, &e) {
+		return
+	}
+	for _, v := range e.Violations {
+		path := v.Path
+		if path == "" {
+			path = "/"
+		}
+		fmt.Fprintf(w, "  %s: %s\n", path, v.Message)
+	}
+	if len(e.Reasons) > 1 {
+		for _, r := range e.Reasons {
+			fmt.Fprintf(w, "  %s\n", r)
+		}
 	}
 }
 

@@ -216,3 +216,17 @@ func freePort(t *testing.T) string {
 	defer l.Close()
 	return fmt.Sprint(l.Addr())
 }
+
+func TestPrintErrorListsViolations(t *testing.T) {
+	n := startNode(t)
+	mustCLI(t, n, "apply", "-f", "../../deploy/examples/orders/contracts.yaml")
+	_, err := cli(t, n, "", "append", "order", "o-1", "OrderPlaced", `{"total":-1}`)
+	var buf bytes.Buffer
+	printError(&buf, err)
+	want := "error: schema_violation: data does not satisfy contract order.OrderPlaced (2 violations): missing property 'customer'\n" +
+		"  /: missing property 'customer'\n" +
+		"  /total: minimum: got -1, want 0\n"
+	if buf.String() != want {
+		t.Fatalf("printed\n%s\nwant\n%s", buf.String(), want)
+	}
+}
