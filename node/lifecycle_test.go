@@ -175,3 +175,21 @@ func TestHealthz(t *testing.T) {
 		t.Fatalf("got /healthz %d, want 200", resp.StatusCode)
 	}
 }
+
+func TestAppendWhenTheLogIsDownIsUnavailable(t *testing.T) {
+	n := newNode(t)
+	c := newClient(t, n)
+	if _, err := c.Append("order", "o-1", "OrderPlaced", []byte(`{}`), client.AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Server().DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Append("order", "o-1", "OrderPlaced", []byte(`{}`), client.AppendOptions{})
+	e := wantAPIError(t, err, node.CodeUnavailable)
+	if e.Status != 503 {
+		t.Fatalf("got status %d, want 503", e.Status)
+	}
+	_, err = c.Read("order", "o-1", node.ReadRequest{})
+	wantAPIError(t, err, node.CodeUnavailable)
+}

@@ -188,3 +188,7 @@ func (n *Node) Close() error {
 	})
 	return n.closeErr
 }
+
+// Server returns the embedded nats-server, for programs that embed the node
+// and need more than a client connection (monitoring, tests).
+func (n *Node) Server() *server.Server { return n.srv }
