@@ -101,7 +101,12 @@ func (n *Node) start(ctx context.Context) error {
 	if n.registry, err = openRegistry(ctx, n.js, n.log); err != nil {
 		return err
 	}
-	return n.startService()
+	if err := n.startService(); err != nil {
+		return err
+	}
+	// The API's subscriptions must be in place before Start returns, or a
+	// client's first request can find no responders.
+	return n.nc.Flush()
 }
 
 // waitReady polls until the server accepts clients, the server reports a
