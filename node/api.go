@@ -18,7 +18,7 @@ func (n *Node) startService() error {
 	svc, err := micro.AddService(n.nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
-		Description: "DataMesh node " + n.cfg.Name + ": event log, contracts, discovery",
+		Description: "DataMesh node " + n.cfg.Name + ": event log, contracts, projections, discovery",
 		Metadata:    map[string]string{"node": n.cfg.Name},
 	})
 	if err != nil {
@@ -33,6 +33,9 @@ func (n *Node) startService() error {
 		{"read", SubjectRead + ".>", n.handleRead},
 		{"apply", SubjectApply, n.handleApply},
 		{"discovery", SubjectDiscovery, n.handleDiscovery},
+		{"query", SubjectQuery + ".>", n.handleQuery},
+		{"projections", SubjectProjections, n.handleProjections},
+		{"retry", SubjectRetry, n.handleRetry},
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {

@@ -27,8 +27,8 @@ func applyOrderContracts(t testing.TB, c *client.Client) {
 	if err != nil {
 		t.Fatalf("apply contracts: %v", err)
 	}
-	if len(r.Results) != 3 {
-		t.Fatalf("got %d results, want 3", len(r.Results))
+	if len(r.Results) != 4 {
+		t.Fatalf("got %d results, want 4", len(r.Results))
 	}
 }
 
@@ -168,7 +168,7 @@ func TestDiscoveryListsContracts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cat.Node != "test" || cat.Version != node.Version || len(cat.EventTypes) != 3 {
+	if cat.Node != "test" || cat.Version != node.Version || len(cat.EventTypes) != 4 {
 		t.Fatalf("got catalog %+v", cat)
 	}
 	e := findType(t, cat, "OrderPlaced")

@@ -20,6 +20,7 @@ const (
 	CodeTooLarge        = "too_large"        // 413: event or batch above the node's limits
 	CodeSchemaViolation = "schema_violation" // 422: data does not satisfy the contract
 	CodeNoContract      = "no_contract"      // 422: contracts are mandatory and the type has none
+	CodeNotUpToDate     = "not_up_to_date"   // 504: min_seq not reached in time
 	CodeInternal        = "internal"         // 500: a bug; the message says what failed
 	CodeUnavailable     = "unavailable"      // 503: the log did not answer in time
 )
@@ -38,6 +39,8 @@ type Error struct {
 	Index *int `json:"index,omitempty"`
 	// Reasons is set on incompatible: why the new contract version was refused.
 	Reasons []string `json:"reasons,omitempty"`
+	// Seq is set on not_up_to_date: the seq the projection has applied.
+	Seq *uint64 `json:"seq,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

@@ -114,3 +114,12 @@ func (l *eventLog) setExpectedVersion(m *nats.Msg, aggregate, id string, v uint6
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(v, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, l.aggregateSubject(aggregate, id))
 }
+
+// head is the log's last seq.
+func (l *eventLog) head(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}

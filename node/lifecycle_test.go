@@ -51,8 +51,8 @@ func TestRestartKeepsEventsAndContracts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cat.EventTypes) != 3 {
-		t.Fatalf("got %d contracts after restart, want 3", len(cat.EventTypes))
+	if len(cat.EventTypes) != 4 {
+		t.Fatalf("got %d contracts after restart, want 4", len(cat.EventTypes))
 	}
 }
 

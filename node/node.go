@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
+
+	"github.com/datamesh/datamesh/projection"
 )
 
 // Version is the DataMesh version reported by discovery and the micro service.
@@ -27,12 +29,14 @@ type Node struct {
 	key    nkeys.KeyPair
 	keyPub string
 
-	srv      *server.Server
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	registry *registry
-	svc      micro.Service
-	events   *eventLog
+	srv         *server.Server
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	registry    *registry
+	natives     []nativeProjection
+	projections *projections
+	svc         micro.Service
+	events      *eventLog
 
 	closeOnce sync.Once
 	closeErr  error
@@ -99,6 +103,11 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	if n.registry, err = openRegistry(ctx, n.js, n.log); err != nil {
+		return err
+	}
+	n.projections = &projections{cfg: n.cfg, nc: nc, js: n.js, kv: n.registry.kv, log: n.log, head: n.events.head}
+	// Workers live until Close, not until the end of Start's ctx.
+	if err := n.projections.open(context.WithoutCancel(ctx), n.natives); err != nil {
 		return err
 	}
 	if err := n.startService(); err != nil {
@@ -175,6 +184,9 @@ func (n *Node) Close() error {
 		if n.svc != nil {
 			errs = append(errs, n.svc.Stop())
 		}
+		if n.projections != nil {
+			errs = append(errs, n.projections.close())
+		}
 		if n.events != nil {
 			n.events.close()
 		}
@@ -197,3 +209,19 @@ func (n *Node) Close() error {
 // Server returns the embedded nats-server, for programs that embed the node
 // and need more than a client connection (monitoring, tests).
 func (n *Node) Server() *server.Server { return n.srv }
+
+// RegisterProjection adds a projection written in Go (folder) to a node that
+// is not started yet. It runs with the same guarantees as a resource
+// projection, but is defined by the program, not stored in the registry.
+// spec gives its name, version, source, indexes and options; its key and
+// handlers may stay empty.
+func (n *Node) RegisterProjection(spec *projection.Spec, folder projection.Folder) error {
+	if n.srv != nil {
+		return errors.New("register projections before Start")
+	}
+	if folder == nil {
+		return errors.New("a native projection needs a folder")
+	}
+	n.natives = append(n.natives, nativeProjection{spec: spec, folder: folder})
+	return nil
+}

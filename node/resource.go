@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/datamesh/datamesh/projection"
 	"github.com/datamesh/datamesh/schemas"
 )
 
@@ -55,6 +56,7 @@ func (n *Node) apply(ctx context.Context, body []byte, force bool) ([]ApplyResul
 		return nil, errBadRequest("no resource in the request body")
 	}
 	var contracts []*schemas.Contract
+	var specs []*projection.Spec
 	for i, doc := range docs {
 		var head struct {
 			Kind string `json:"kind"`
@@ -73,13 +75,32 @@ func (n *Node) apply(ctx context.Context, body []byte, force bool) ([]ApplyResul
 				return nil, errBadRequest("resource %d: %v", i+1, err)
 			}
 			contracts = append(contracts, c)
+		case projection.KindProjection:
+			s, err := projection.Decode(doc)
+			if err != nil {
+				return nil, errBadRequest("resource %d: %v", i+1, err)
+			}
+			specs = append(specs, s)
 		case "":
 			return nil, errBadRequest("resource %d: kind is missing", i+1)
 		default:
-			return nil, errBadRequest("resource %d: unknown kind %q (this node knows %s)", i+1, head.Kind, schemas.KindEventType)
+			return nil, errBadRequest("resource %d: unknown kind %q (this node knows %s and %s)", i+1, head.Kind, schemas.KindEventType, projection.KindProjection)
 		}
 	}
-	return n.registry.applyContracts(ctx, contracts, force)
+	pres, start, e := n.projections.check(specs)
+	if e != nil {
+		return nil, e
+	}
+	var results []ApplyResult
+	if len(contracts) > 0 {
+		if results, e = n.registry.applyContracts(ctx, contracts, force); e != nil {
+			return nil, e
+		}
+	}
+	if e := n.projections.commit(ctx, start); e != nil {
+		return nil, e
+	}
+	return append(results, pres...), nil
 }
 
 // Apply applies YAML or JSON resources, as dm.admin.apply does. It is the Go

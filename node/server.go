@@ -67,7 +67,7 @@ func servicePermissions(cfg Config) *server.Permissions {
 		Publish: &server.SubjectPermission{
 			Allow: []string{">"},
 			Deny: []string{
-				cfg.SubjectPrefix + ".>",
+				cfg.SubjectPrefix + ".>", SubjectChanges + ".>",
 				"$JS.API.STREAM.UPDATE." + st, "$JS.API.STREAM.DELETE." + st,
 				"$JS.API.STREAM.PURGE." + st, "$JS.API.STREAM.MSG.DELETE." + st,
 				"$KV." + registryKV + ".>",
@@ -77,7 +77,7 @@ func servicePermissions(cfg Config) *server.Permissions {
 		},
 		Subscribe: &server.SubjectPermission{
 			Allow: []string{">"},
-			Deny:  []string{SubjectAppend + ".>", SubjectRead + ".>", "dm.admin.>", SubjectDiscovery},
+			Deny:  []string{SubjectAppend + ".>", SubjectRead + ".>", SubjectQuery + ".>", "dm.admin.>", SubjectDiscovery},
 		},
 	}
 }

@@ -59,7 +59,7 @@ func mustCLI(t *testing.T, n *node.Node, args ...string) string {
 func TestWalkThrough(t *testing.T) {
 	n := startNode(t)
 	out := mustCLI(t, n, "apply", "-f", "../../deploy/examples/orders/")
-	want := "eventtype/order.OrderPlaced v1 created\neventtype/order.ItemAdded v1 created\neventtype/order.OrderShipped v1 created\n"
+	want := "eventtype/order.OrderPlaced v1 created\neventtype/order.ItemAdded v1 created\neventtype/order.OrderShipped v1 created\neventtype/order.OrderCancelled v1 created\nprojection/orders v1 created\n"
 	if out != want {
 		t.Fatalf("apply printed\n%s\nwant\n%s", out, want)
 	}

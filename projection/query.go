@@ -1,0 +1,412 @@
+package projection
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/buntdb"
+	"github.com/tidwall/gjson"
+)
+
+// Query limits.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// Query is the body of a query request: exactly one of Get, List, Count
+// or History.
+type Query struct {
+	Get     *string `json:"get,omitempty"`
+	AtSeq   uint64  `json:"at_seq,omitempty"`
+	List    *Filter `json:"list,omitempty"`
+	Count   *Filter `json:"count,omitempty"`
+	History *string `json:"history,omitempty"`
+	// MinSeq makes the query wait until the projection has applied this seq.
+	MinSeq    uint64 `json:"min_seq,omitempty"`
+	TimeoutMS int    `json:"timeout_ms,omitempty"`
+	// Version targets one version of the projection instead of the active one.
+	Version int `json:"version,omitempty"`
+}
+
+// Filter selects documents by an index range or a key prefix.
+type Filter struct {
+	Index  string          `json:"index,omitempty"`
+	Eq     json.RawMessage `json:"eq,omitempty"`
+	Gt     json.RawMessage `json:"gt,omitempty"`
+	Gte    json.RawMessage `json:"gte,omitempty"`
+	Lt     json.RawMessage `json:"lt,omitempty"`
+	Lte    json.RawMessage `json:"lte,omitempty"`
+	Prefix string          `json:"prefix,omitempty"`
+	Limit  int             `json:"limit,omitempty"`
+	After  string          `json:"after,omitempty"`
+	Desc   bool            `json:"desc,omitempty"`
+}
+
+// Doc is one document of a list.
+type Doc struct {
+	Key string          `json:"key"`
+	Doc json.RawMessage `json:"doc"`
+}
+
+// Version of a document in its history; Doc is null once deleted.
+type Version struct {
+	Seq uint64          `json:"seq"`
+	Doc json.RawMessage `json:"doc"`
+}
+
+// Result is a query's answer; Seq is the checkpoint it reflects.
+type Result struct {
+	Seq     uint64          `json:"seq"`
+	Key     string          `json:"key,omitempty"`
+	Doc     json.RawMessage `json:"doc,omitempty"`
+	Docs    []Doc           `json:"docs,omitempty"`
+	Next    *string         `json:"next,omitempty"`
+	Count   *int            `json:"count,omitempty"`
+	History []Version       `json:"history,omitempty"`
+}
+
+// QueryError is a query the store refuses; Code is not_found or bad_request.
+type QueryError struct {
+	Code string
+	Msg  string
+}
+
+func (e *QueryError) Error() string { return e.Msg }
+
+func badQuery(format string, args ...any) error {
+	return &QueryError{Code: "bad_request", Msg: fmt.Sprintf(format, args...)}
+}
+
+// Check validates q's shape against the projection's spec.
+func (q *Query) Check(spec *Spec) error {
+	n := 0
+	for _, set := range []bool{q.Get != nil, q.List != nil, q.Count != nil, q.History != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return badQuery("a query needs exactly one of get, list, count or history")
+	}
+	if q.AtSeq != 0 && q.Get == nil {
+		return badQuery("at_seq goes with get")
+	}
+	if (q.AtSeq != 0 || q.History != nil) && !spec.History {
+		return badQuery("projection %s keeps no history (history: false)", spec.Name)
+	}
+	if q.TimeoutMS < 0 {
+		return badQuery("timeout_ms must not be negative")
+	}
+	f := q.List
+	if f == nil {
+		f = q.Count
+	}
+	if f == nil {
+		return nil
+	}
+	if f.Limit < 0 || f.Limit > MaxListLimit {
+		return badQuery("limit %d: must be between 1 and %d", f.Limit, MaxListLimit)
+	}
+	ranged := len(f.Eq) > 0 || len(f.Gt) > 0 || len(f.Gte) > 0 || len(f.Lt) > 0 || len(f.Lte) > 0
+	if f.Index == "" && ranged {
+		return badQuery("eq, gt, gte, lt and lte need an index")
+	}
+	if f.Index != "" {
+		if _, ok := spec.Indexes[f.Index]; !ok {
+			return badQuery("projection %s has no index %q (it has %s)", spec.Name, f.Index, strings.Join(sortedKeys(spec.Indexes), ", "))
+		}
+		if f.Prefix != "" {
+			return badQuery("prefix works on keys, not with an index")
+		}
+		if len(f.Eq) > 0 && (len(f.Gt) > 0 || len(f.Gte) > 0 || len(f.Lt) > 0 || len(f.Lte) > 0) {
+			return badQuery("eq does not combine with gt, gte, lt or lte")
+		}
+		for _, v := range []json.RawMessage{f.Eq, f.Gt, f.Gte, f.Lt, f.Lte} {
+			if len(v) > 0 && !json.Valid(v) {
+				return badQuery("index bounds must be JSON values")
+			}
+		}
+	}
+	return nil
+}
+
+// Run answers q (already checked) from the store.
+func (s *Store) Run(q *Query) (*Result, error) {
+	res := &Result{}
+	err := s.db.View(func(tx *buntdb.Tx) error {
+		v, _ := tx.Get(keyCheckpoint)
+		res.Seq, _ = strconv.ParseUint(v, 10, 64)
+		switch {
+		case q.Get != nil && q.AtSeq != 0:
+			return s.getAt(tx, *q.Get, q.AtSeq, res)
+		case q.Get != nil:
+			rec, err := tx.Get(docPrefix + *q.Get)
+			if errors.Is(err, buntdb.ErrNotFound) {
+				return &QueryError{Code: "not_found", Msg: fmt.Sprintf("no document %q", *q.Get)}
+			}
+			if err != nil {
+				return err
+			}
+			res.Key, res.Doc = *q.Get, json.RawMessage(gjson.Get(rec, "doc").Raw)
+			return nil
+		case q.History != nil:
+			return s.history(tx, *q.History, res)
+		case q.List != nil:
+			return s.scan(tx, q.List, res, false)
+		default:
+			return s.scan(tx, q.Count, res, true)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *Store) getAt(tx *buntdb.Tx, key string, seq uint64, res *Result) error {
+	prefix := histPrefix + key + histSep
+	var found bool
+	err := tx.DescendLessOrEqual("", prefix+seqKey(seq), func(k, v string) bool {
+		if strings.HasPrefix(k, prefix) && v != "null" {
+			res.Key, res.Doc, found = key, json.RawMessage(v), true
+		}
+		return false
+	})
+	if err == nil && !found {
+		return &QueryError{Code: "not_found", Msg: fmt.Sprintf("no document %q at seq %d", key, seq)}
+	}
+	return err
+}
+
+func (s *Store) history(tx *buntdb.Tx, key string, res *Result) error {
+	prefix := histPrefix + key + histSep
+	res.Key = key
+	err := tx.AscendGreaterOrEqual("", prefix, func(k, v string) bool {
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		seq, _ := strconv.ParseUint(k[len(prefix):], 10, 64)
+		res.History = append(res.History, Version{Seq: seq, Doc: json.RawMessage(v)})
+		return true
+	})
+	if err == nil && len(res.History) == 0 {
+		return &QueryError{Code: "not_found", Msg: fmt.Sprintf("no history for %q", key)}
+	}
+	return err
+}
+
+// cursor is where a list page ended: the key and, on an index, the record
+// as it was, so the next page starts after it even if documents change.
+type cursor struct {
+	Key    string `json:"k"`
+	Record string `json:"r,omitempty"`
+}
+
+func (c cursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (cursor, error) {
+	var c cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil {
+		return c, badQuery("after: not a cursor from this projection")
+	}
+	return c, nil
+}
+
+// pivot builds a record whose indexed field holds v, to compare against.
+func pivot(field string, v json.RawMessage) string {
+	parts := strings.Split(field, ".")
+	out := string(v)
+	for i := len(parts) - 1; i >= 0; i-- {
+		k, _ := json.Marshal(parts[i])
+		out = "{" + string(k) + ":" + out + "}"
+	}
+	return `{"doc":` + out + `}`
+}
+
+// scan lists or counts documents in index or key order, honouring bounds,
+// the cursor and the limit.
+func (s *Store) scan(tx *buntdb.Tx, f *Filter, res *Result, count bool) error {
+	limit := f.Limit
+	if limit == 0 {
+		limit = DefaultListLimit
+	}
+	var after *cursor
+	if f.After != "" {
+		c, err := decodeCursor(f.After)
+		if err != nil {
+			return err
+		}
+		after = &c
+	}
+	n := 0
+	res.Docs = []Doc{}
+	var last *cursor
+	more := false
+	emit := func(k, v string) bool {
+		if !count && n == limit {
+			more = true
+			return false
+		}
+		n++
+		if !count {
+			key := k[len(docPrefix):]
+			res.Docs = append(res.Docs, Doc{Key: key, Doc: json.RawMessage(gjson.Get(v, "doc").Raw)})
+			last = &cursor{Key: key}
+			if f.Index != "" {
+				last.Record = v
+			}
+		}
+		return true
+	}
+	var err error
+	if f.Index == "" {
+		err = s.scanKeys(tx, f, after, emit)
+	} else {
+		err = s.scanIndex(tx, f, after, emit)
+	}
+	if err != nil {
+		return err
+	}
+	if count {
+		res.Docs = nil
+		res.Count = &n
+		return nil
+	}
+	next := ""
+	if more && last != nil {
+		next = last.encode()
+	}
+	res.Next = &next
+	return nil
+}
+
+func (s *Store) scanKeys(tx *buntdb.Tx, f *Filter, after *cursor, emit func(k, v string) bool) error {
+	prefix := docPrefix + f.Prefix
+	in := func(k string) bool { return strings.HasPrefix(k, prefix) }
+	if f.Desc {
+		start := prefix + "\xff"
+		if after != nil {
+			start = docPrefix + after.Key
+		}
+		return tx.DescendLessOrEqual("", start, func(k, v string) bool {
+			if after != nil && k == docPrefix+after.Key {
+				return true
+			}
+			if !in(k) {
+				return k > prefix // keys above the prefix range: keep descending
+			}
+			return emit(k, v)
+		})
+	}
+	start := prefix
+	if after != nil {
+		start = docPrefix + after.Key
+	}
+	return tx.AscendGreaterOrEqual("", start, func(k, v string) bool {
+		if after != nil && k == docPrefix+after.Key {
+			return true
+		}
+		if !in(k) {
+			return false
+		}
+		return emit(k, v)
+	})
+}
+
+func (s *Store) scanIndex(tx *buntdb.Tx, f *Filter, after *cursor, emit func(k, v string) bool) error {
+	field := "doc." + s.indexes[f.Index].Field
+	less := buntdb.IndexJSONCaseSensitive(field)
+	eq := func(a, b string) bool { return !less(a, b) && !less(b, a) }
+	lo, loIncl, hi, hiIncl := f.Gte, true, f.Lte, true
+	if len(f.Gt) > 0 {
+		lo, loIncl = f.Gt, false
+	}
+	if len(f.Lt) > 0 {
+		hi, hiIncl = f.Lt, false
+	}
+	if len(f.Eq) > 0 {
+		lo, hi, loIncl, hiIncl = f.Eq, f.Eq, true, true
+	}
+	var loP, hiP string
+	if len(lo) > 0 {
+		loP = pivot(s.indexes[f.Index].Field, lo)
+	}
+	if len(hi) > 0 {
+		hiP = pivot(s.indexes[f.Index].Field, hi)
+	}
+	// Documents without the field sort first in a JSON index; a bounded
+	// or cursor scan never shows them, a plain index scan does.
+	aboveLo := func(v string) bool {
+		return loP == "" || less(loP, v) || (loIncl && eq(loP, v))
+	}
+	belowHi := func(v string) bool {
+		return hiP == "" || less(v, hiP) || (hiIncl && eq(v, hiP))
+	}
+	// pastCursor: items equal to the cursor's record come in key order.
+	pastCursor := func(k, v string, desc bool) bool {
+		if after == nil {
+			return true
+		}
+		key := k[len(docPrefix):]
+		if eq(v, after.Record) {
+			if desc {
+				return key < after.Key
+			}
+			return key > after.Key
+		}
+		if desc {
+			return less(v, after.Record)
+		}
+		return less(after.Record, v)
+	}
+	if !f.Desc {
+		visit := func(k, v string) bool {
+			if !pastCursor(k, v, false) || !aboveLo(v) {
+				return true
+			}
+			if !belowHi(v) {
+				return false
+			}
+			return emit(k, v)
+		}
+		start := loP
+		if after != nil && (start == "" || less(start, after.Record)) {
+			start = after.Record
+		}
+		if start == "" {
+			return tx.Ascend(f.Index, visit)
+		}
+		return tx.AscendGreaterOrEqual(f.Index, start, visit)
+	}
+	visit := func(k, v string) bool {
+		if !pastCursor(k, v, true) || !belowHi(v) {
+			return true
+		}
+		if !aboveLo(v) {
+			return false
+		}
+		return emit(k, v)
+	}
+	start := hiP
+	if after != nil && (start == "" || less(after.Record, start)) {
+		start = after.Record
+	}
+	if start == "" {
+		return tx.Descend(f.Index, visit)
+	}
+	// A descending pivot counts as above every item equal to it, so items
+	// equal to start are visited too.
+	return tx.DescendLessOrEqual(f.Index, start, visit)
+}

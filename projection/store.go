@@ -1,0 +1,266 @@
+package projection
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/buntdb"
+	"github.com/tidwall/gjson"
+)
+
+// Keys in a projection's BuntDB file. Every document is stored as a record
+// {"seq": <seq of the last event applied to it>, "doc": {...}}: the seq makes
+// replay after a torn write skip events a document has already seen.
+const (
+	docPrefix     = "d:"
+	histPrefix    = "h:" // h:<key>\x00<seq, 20 digits> → document or null
+	deadPrefix    = "x:" // x:<seq, 20 digits> → DeadLetter
+	keyCheckpoint = "m:checkpoint"
+	keyDocs       = "m:docs"
+	histSep       = "\x00"
+)
+
+// Store is one projection version's BuntDB file.
+type Store struct {
+	db      *buntdb.DB
+	path    string
+	indexes map[string]IndexSpec
+}
+
+// OpenStore opens (or creates) the file at path and declares spec's indexes.
+// BuntDB rebuilds indexes in memory at every open.
+func OpenStore(path string, spec *Spec) (*Store, error) {
+	db, err := buntdb.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, indexes: spec.Indexes}
+	for name, ix := range spec.Indexes {
+		if err := db.ReplaceIndex(name, docPrefix+"*", buntdb.IndexJSONCaseSensitive("doc."+ix.Field)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("index %s: %w", name, err)
+		}
+	}
+	return s, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Checkpoint is the seq of the last event applied.
+func (s *Store) Checkpoint() (uint64, error) {
+	var cp uint64
+	err := s.db.View(func(tx *buntdb.Tx) error {
+		v, err := tx.Get(keyCheckpoint)
+		if errors.Is(err, buntdb.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		cp, err = strconv.ParseUint(v, 10, 64)
+		return err
+	})
+	return cp, err
+}
+
+// Stats are a store's size figures.
+type Stats struct {
+	Documents int
+	FileBytes int64
+}
+
+// Stats returns the number of documents and the file size.
+func (s *Store) Stats() Stats {
+	var st Stats
+	_ = s.db.View(func(tx *buntdb.Tx) error {
+		v, _ := tx.Get(keyDocs)
+		st.Documents, _ = strconv.Atoi(v)
+		return nil
+	})
+	if fi, err := os.Stat(s.path); err == nil {
+		st.FileBytes = fi.Size()
+	}
+	return st
+}
+
+// Change is one document changed by a committed batch.
+type Change struct {
+	Op  string          `json:"op"` // upsert or delete
+	Key string          `json:"key"`
+	Doc json.RawMessage `json:"doc,omitempty"`
+	Seq uint64          `json:"seq"`
+}
+
+// DeadLetter is an event a projection with on_error: skip could not apply.
+type DeadLetter struct {
+	Seq     uint64 `json:"seq"`
+	EventID string `json:"event_id"`
+	Type    string `json:"type"`
+	Error   string `json:"error"`
+}
+
+// Failure is the event that stopped a projection.
+type Failure struct {
+	Seq     uint64 `json:"seq"`
+	EventID string `json:"event_id"`
+	Error   string `json:"error"`
+}
+
+// BatchResult is what Apply did.
+type BatchResult struct {
+	Changes []Change
+	Dead    []DeadLetter
+	// Failure is set when on_error is stop and an event failed: the batch
+	// was committed up to the event before it.
+	Failure *Failure
+}
+
+type docState struct {
+	seq     uint64
+	doc     map[string]any
+	exists  bool // stored before this batch
+	deleted bool
+	dirty   bool
+}
+
+// Apply folds events into documents and commits the documents, the dead
+// letters and the checkpoint (the last event's seq) in one transaction.
+func (s *Store) Apply(events []*Event, f Folder, spec *Spec) (*BatchResult, error) {
+	res := &BatchResult{}
+	err := s.db.Update(func(tx *buntdb.Tx) error {
+		states := map[string]*docState{}
+		var order []string
+		var checkpoint uint64
+		docs := 0
+		for _, ev := range events {
+			err := s.applyOne(tx, ev, f, spec, states, &order)
+			if err != nil {
+				if spec.OnErrorPolicy() == OnErrorStop {
+					res.Failure = &Failure{Seq: ev.Seq, EventID: ev.EventID, Error: err.Error()}
+					break
+				}
+				dl := DeadLetter{Seq: ev.Seq, EventID: ev.EventID, Type: ev.Type, Error: err.Error()}
+				b, _ := json.Marshal(dl)
+				if _, _, err := tx.Set(deadPrefix+seqKey(ev.Seq), string(b), nil); err != nil {
+					return err
+				}
+				res.Dead = append(res.Dead, dl)
+			}
+			checkpoint = ev.Seq
+		}
+		for _, key := range order {
+			st := states[key]
+			if !st.dirty {
+				continue
+			}
+			if st.deleted {
+				if st.exists {
+					if _, err := tx.Delete(docPrefix + key); err != nil && !errors.Is(err, buntdb.ErrNotFound) {
+						return err
+					}
+					docs--
+				}
+				res.Changes = append(res.Changes, Change{Op: "delete", Key: key, Seq: st.seq})
+				continue
+			}
+			b, err := json.Marshal(st.doc)
+			if err != nil {
+				return fmt.Errorf("document %q: %w", key, err)
+			}
+			if _, _, err := tx.Set(docPrefix+key, record(st.seq, b), nil); err != nil {
+				return err
+			}
+			if !st.exists {
+				docs++
+			}
+			res.Changes = append(res.Changes, Change{Op: "upsert", Key: key, Doc: b, Seq: st.seq})
+		}
+		if checkpoint == 0 {
+			return nil
+		}
+		if docs != 0 {
+			v, _ := tx.Get(keyDocs)
+			n, _ := strconv.Atoi(v)
+			if _, _, err := tx.Set(keyDocs, strconv.Itoa(n+docs), nil); err != nil {
+				return err
+			}
+		}
+		_, _, err := tx.Set(keyCheckpoint, strconv.FormatUint(checkpoint, 10), nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *Store) applyOne(tx *buntdb.Tx, ev *Event, f Folder, spec *Spec, states map[string]*docState, order *[]string) error {
+	var data any
+	if len(ev.Data) > 0 {
+		if err := json.Unmarshal(ev.Data, &data); err != nil {
+			return fmt.Errorf("event data is not JSON: %w", err)
+		}
+	}
+	key, err := f.Key(ev, data)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(key, histSep) {
+		return errors.New("key: a key may not contain a NUL character")
+	}
+	st, ok := states[key]
+	if !ok {
+		st = &docState{}
+		v, err := tx.Get(docPrefix + key)
+		switch {
+		case err == nil:
+			st.exists = true
+			st.seq = gjson.Get(v, "seq").Uint()
+			if err := json.Unmarshal([]byte(gjson.Get(v, "doc").Raw), &st.doc); err != nil {
+				return fmt.Errorf("stored document %q: %w", key, err)
+			}
+		case !errors.Is(err, buntdb.ErrNotFound):
+			return err
+		}
+		states[key] = st
+		*order = append(*order, key)
+	}
+	if st.seq >= ev.Seq {
+		return nil // applied before a torn write; see the record format
+	}
+	var cur map[string]any
+	if !st.deleted {
+		cur = st.doc
+	}
+	out, del, err := f.Fold(ev, data, cur)
+	if err != nil {
+		return err
+	}
+	if out == nil && !del {
+		return nil
+	}
+	st.seq, st.dirty, st.deleted, st.doc = ev.Seq, true, del, out
+	if spec.History {
+		h := []byte("null")
+		if !del {
+			if h, err = json.Marshal(out); err != nil {
+				return fmt.Errorf("document %q: %w", key, err)
+			}
+		}
+		if _, _, err := tx.Set(histPrefix+key+histSep+seqKey(ev.Seq), string(h), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func record(seq uint64, doc []byte) string {
+	return `{"seq":` + strconv.FormatUint(seq, 10) + `,"doc":` + string(doc) + `}`
+}
+
+func seqKey(seq uint64) string { return fmt.Sprintf("%020d", seq) }
