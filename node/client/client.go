@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/datamesh/datamesh/node"
+	"github.com/datamesh/datamesh/projection"
 )
 
 // DefaultTimeout bounds each request.
@@ -158,4 +159,32 @@ func setIf(h nats.Header, k, v string) {
 	if v != "" {
 		h.Set(k, v)
 	}
+}
+
+// Query sends a query to a projection (its active version unless q.Version is set).
+func (c *Client) Query(name string, q projection.Query) (*projection.Result, error) {
+	body, err := json.Marshal(q)
+	if err != nil {
+		return nil, err
+	}
+	var r projection.Result
+	return &r, c.call(node.SubjectQuery+"."+name, nil, body, &r)
+}
+
+// Get returns one document of a projection, waiting for minSeq if not 0.
+func (c *Client) Get(name, key string, minSeq uint64) (*projection.Result, error) {
+	return c.Query(name, projection.Query{Get: &key, MinSeq: minSeq})
+}
+
+// Projections returns the status of every projection version.
+func (c *Client) Projections() (*node.ProjectionsReply, error) {
+	var r node.ProjectionsReply
+	return &r, c.call(node.SubjectProjections, nil, nil, &r)
+}
+
+// Retry restarts a failed projection version (0: the active one).
+func (c *Client) Retry(name string, version int) (*projection.Status, error) {
+	body, _ := json.Marshal(node.RetryRequest{Name: name, Version: version})
+	var r projection.Status
+	return &r, c.call(node.SubjectRetry, nil, body, &r)
 }
