@@ -381,7 +381,10 @@ func TestChangeEvents(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// Changes are per committed batch: wait for the first before the second,
+	// or both may fold into one batch and one delete.
 	placed := placeOrder(t, c, "o-1", "alice", 3)
+	query(t, c, "orders", projection.Query{Get: ptr("o-1"), MinSeq: placed})
 	cancelled := appendEvent(t, c, "o-1", "OrderCancelled", `{}`)
 	want := []struct {
 		op  string

@@ -91,7 +91,7 @@ func (plusToAdd) Visit(node *ast.Node) {
 func compileExpr(path, src string) (*vm.Program, error) {
 	p, err := expr.Compile(src, expr.Env(compileEnv()), expr.Patch(plusToAdd{}))
 	if err != nil {
-		return nil, &FieldError{Path: path, Msg: strings.ReplaceAll(err.Error(), "\n", " ")}
+		return nil, &FieldError{Path: path, Msg: oneLine(err)}
 	}
 	return p, nil
 }
@@ -134,7 +134,7 @@ func (f *exprFolder) env(ev *Event, data any, doc map[string]any) map[string]any
 func (f *exprFolder) Key(ev *Event, data any) (string, error) {
 	out, err := expr.Run(f.key, f.env(ev, data, nil))
 	if err != nil {
-		return "", fmt.Errorf("key: %w", err)
+		return "", fmt.Errorf("key: %s", oneLine(err))
 	}
 	switch k := out.(type) {
 	case string:
@@ -157,7 +157,7 @@ func (f *exprFolder) Fold(ev *Event, data any, doc map[string]any) (map[string]a
 	}
 	out, err := expr.Run(p, f.env(ev, data, doc))
 	if err != nil {
-		return nil, false, fmt.Errorf("handler %s: %w", ev.Type, err)
+		return nil, false, fmt.Errorf("handler %s: %s", ev.Type, oneLine(err))
 	}
 	switch d := out.(type) {
 	case nil:
@@ -230,4 +230,10 @@ func add(a, b any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("+: cannot add %T and %T", a, b)
+}
+
+// oneLine folds expr's multi-line error (message, source line, caret) into
+// one line for status output and error replies.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/tidwall/buntdb"
 	"github.com/tidwall/gjson"
@@ -20,7 +21,6 @@ const (
 	histPrefix    = "h:" // h:<key>\x00<seq, 20 digits> → document or null
 	deadPrefix    = "x:" // x:<seq, 20 digits> → DeadLetter
 	keyCheckpoint = "m:checkpoint"
-	keyDocs       = "m:docs"
 	histSep       = "\x00"
 )
 
@@ -29,16 +29,38 @@ type Store struct {
 	db      *buntdb.DB
 	path    string
 	indexes map[string]IndexSpec
+	// Rebuilt is set when the file had a torn write and was started afresh.
+	Rebuilt bool
+	// docs counts documents: counted at open, kept up to date by Apply. It is
+	// not stored, so a torn write cannot make it drift.
+	docs atomic.Int64
 }
 
 // OpenStore opens (or creates) the file at path and declares spec's indexes.
 // BuntDB rebuilds indexes in memory at every open.
+//
+// A file whose last write was torn (BuntDB truncates the partial command
+// when it loads) is deleted and the store starts empty: the worker then
+// rebuilds it from the log, since what the torn batch held is unknown.
 func OpenStore(path string, spec *Spec) (*Store, error) {
-	db, err := buntdb.Open(path)
+	db, rebuilt, err := openFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err
 	}
-	s := &Store{db: db, path: path, indexes: spec.Indexes}
+	s := &Store{db: db, path: path, indexes: spec.Indexes, Rebuilt: rebuilt}
+	err = db.View(func(tx *buntdb.Tx) error {
+		return tx.AscendGreaterOrEqual("", docPrefix, func(k, _ string) bool {
+			if !strings.HasPrefix(k, docPrefix) {
+				return false
+			}
+			s.docs.Add(1)
+			return true
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("count documents: %w", err)
+	}
 	for name, ix := range spec.Indexes {
 		if err := db.ReplaceIndex(name, docPrefix+"*", buntdb.IndexJSONCaseSensitive("doc."+ix.Field)); err != nil {
 			db.Close()
@@ -46,6 +68,31 @@ func OpenStore(path string, spec *Spec) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// openFile opens path, starting afresh if BuntDB had to truncate it.
+func openFile(path string) (*buntdb.DB, bool, error) {
+	var before int64 = -1
+	if fi, err := os.Stat(path); err == nil {
+		before = fi.Size()
+	}
+	db, err := buntdb.Open(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("open %s: %w", path, err)
+	}
+	fi, err := os.Stat(path)
+	if before < 0 || err != nil || fi.Size() >= before {
+		return db, false, nil
+	}
+	db.Close()
+	if err := os.Remove(path); err != nil {
+		return nil, false, fmt.Errorf("remove torn %s: %w", path, err)
+	}
+	db, err = buntdb.Open(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, true, nil
 }
 
 // Close closes the file.
@@ -76,12 +123,7 @@ type Stats struct {
 
 // Stats returns the number of documents and the file size.
 func (s *Store) Stats() Stats {
-	var st Stats
-	_ = s.db.View(func(tx *buntdb.Tx) error {
-		v, _ := tx.Get(keyDocs)
-		st.Documents, _ = strconv.Atoi(v)
-		return nil
-	})
+	st := Stats{Documents: int(s.docs.Load())}
 	if fi, err := os.Stat(s.path); err == nil {
 		st.FileBytes = fi.Size()
 	}
@@ -128,15 +170,22 @@ type docState struct {
 	dirty   bool
 }
 
-// Apply folds events into documents and commits the documents, the dead
-// letters and the checkpoint (the last event's seq) in one transaction.
+// Apply folds events into documents and commits them, then the checkpoint
+// (the last event's seq).
+//
+// Documents and checkpoint go in two transactions, documents first: BuntDB
+// writes a transaction's commands in no set order, so a torn write could
+// otherwise keep the checkpoint and lose documents. This way a crash at
+// any moment leaves the checkpoint at or before the documents, and the
+// replay from the checkpoint skips what each document has already seen
+// (its record's seq): every event is applied once.
 func (s *Store) Apply(events []*Event, f Folder, spec *Spec) (*BatchResult, error) {
 	res := &BatchResult{}
+	var checkpoint uint64
+	docs := 0
 	err := s.db.Update(func(tx *buntdb.Tx) error {
 		states := map[string]*docState{}
 		var order []string
-		var checkpoint uint64
-		docs := 0
 		for _, ev := range events {
 			err := s.applyOne(tx, ev, f, spec, states, &order)
 			if err != nil {
@@ -180,16 +229,16 @@ func (s *Store) Apply(events []*Event, f Folder, spec *Spec) (*BatchResult, erro
 			}
 			res.Changes = append(res.Changes, Change{Op: "upsert", Key: key, Doc: b, Seq: st.seq})
 		}
-		if checkpoint == 0 {
-			return nil
-		}
-		if docs != 0 {
-			v, _ := tx.Get(keyDocs)
-			n, _ := strconv.Atoi(v)
-			if _, _, err := tx.Set(keyDocs, strconv.Itoa(n+docs), nil); err != nil {
-				return err
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if checkpoint == 0 {
+		return res, nil
+	}
+	s.docs.Add(int64(docs))
+	err = s.db.Update(func(tx *buntdb.Tx) error {
 		_, _, err := tx.Set(keyCheckpoint, strconv.FormatUint(checkpoint, 10), nil)
 		return err
 	})

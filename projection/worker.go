@@ -123,6 +123,9 @@ func NewWorker(cfg Config, logger hclog.Logger) (*Worker, error) {
 		advanced: make(chan struct{}),
 	}
 	w.applied.Store(cp)
+	if st.Rebuilt {
+		w.log.Warn("projection file had a torn write; rebuilding it from the log", "path", cfg.Path)
+	}
 	for _, a := range cfg.Spec.Source.Aggregates {
 		for _, t := range cfg.Spec.Source.Types {
 			w.subjects = append(w.subjects, cfg.SubjectPrefix+"."+a+".*."+t)
