@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -28,6 +31,18 @@ func newCatalogCmd() *cobra.Command {
 				fmt.Fprintln(tw, "AGGREGATE\tTYPE\tVERSION\tOWNER\tDESCRIPTION")
 				for _, e := range cat.EventTypes {
 					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Aggregate, e.Type, e.Version, e.Owner, e.Description)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if len(cat.Projections) == 0 {
+					return nil
+				}
+				fmt.Fprintln(cmd.OutOrStdout())
+				tw = newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "PROJECTION\tVERSION\tQUERY\tINDEXES\tDESCRIPTION")
+				for _, p := range cat.Projections {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", p.Name, p.Version, p.Subject, strings.Join(slices.Sorted(maps.Keys(p.Indexes)), ","), p.Description)
 				}
 				return tw.Flush()
 			})

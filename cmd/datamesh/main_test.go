@@ -101,6 +101,26 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("catalog printed\n%s", out)
 	}
 
+	// The orders projection answers by key, index and count.
+	out = mustCLI(t, n, "query", "orders", "get", "o-1", "--min-seq", "2")
+	if out != `{"customer":"c-1","items":[],"placed_at":"`+rr.Events[0].Time+`","status":"shipped","total":30}`+"\n" {
+		t.Fatalf("query get printed %q", out)
+	}
+	out = mustCLI(t, n, "query", "orders", "list", "--index", "by_status", "--eq", "shipped")
+	if !strings.HasPrefix(out, "KEY") || !strings.Contains(out, "o-1") {
+		t.Fatalf("query list printed\n%s", out)
+	}
+	if out = mustCLI(t, n, "query", "orders", "count", "--index", "by_total", "--gte", "31"); out != "0\n" {
+		t.Fatalf("query count printed %q", out)
+	}
+	out = mustCLI(t, n, "status")
+	if !strings.HasPrefix(out, "PROJECTION") || !strings.Contains(out, "orders") || !strings.Contains(out, "live") {
+		t.Fatalf("status printed\n%s", out)
+	}
+	if _, err := cli(t, n, "", "query", "orders", "list", "--index", "nope"); err == nil || !strings.Contains(err.Error(), "bad_request") {
+		t.Fatalf("got %v, want bad_request", err)
+	}
+
 	_, err = cli(t, n, "", "apply", "-f", "../../deploy/examples/orders/changes/orderplaced-v2-breaking.yaml")
 	if err == nil || !strings.Contains(err.Error(), `field "/email" became required`) {
 		t.Fatalf("got %v, want the incompatibility reason", err)

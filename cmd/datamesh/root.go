@@ -33,6 +33,9 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newAppendCmd(),
 		newReadCmd(),
 		newCatalogCmd(),
+		newQueryCmd(),
+		newStatusCmd(),
+		newProjectionCmd(),
 	)
 	return root
 }

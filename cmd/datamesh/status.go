@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/datamesh/datamesh/node"
+	"github.com/datamesh/datamesh/node/client"
+)
+
+func newStatusCmd() *cobra.Command {
+	var (
+		cf    clientFlags
+		watch time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show every projection version: state, progress, lag, rate, size, errors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cf.with(func(c *client.Client) error {
+				for {
+					r, err := c.Projections()
+					if err != nil {
+						return err
+					}
+					if cf.json {
+						if err := printJSON(cmd.OutOrStdout(), r); err != nil {
+							return err
+						}
+					} else {
+						if watch > 0 {
+							fmt.Fprint(cmd.OutOrStdout(), "\033[H\033[2J")
+						}
+						if err := printStatus(cmd.OutOrStdout(), r); err != nil {
+							return err
+						}
+					}
+					if watch <= 0 {
+						return nil
+					}
+					select {
+					case <-cmd.Context().Done():
+						return nil
+					case <-time.After(watch):
+					}
+				}
+			})
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().DurationVar(&watch, "watch", 0, "refresh every interval (for example --watch 1s)")
+	cmd.Flags().Lookup("watch").NoOptDefVal = "1s"
+	return cmd
+}
+
+func printStatus(w io.Writer, r *node.ProjectionsReply) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "PROJECTION\tVERSION\tACTIVE\tSTATE\tAPPLIED\tHEAD\tLAG\tLAG(s)\tEVENTS/s\tDOCS\tSIZE\tDEAD\tERROR")
+	for _, s := range r.Projections {
+		active := ""
+		if s.Active {
+			active = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%.1f\t%.0f\t%d\t%s\t%d\t%s\n",
+			s.Name, s.Version, active, s.State, s.Applied, s.Head, s.LagEvents, s.LagSeconds, s.Rate,
+			s.Documents, bytesText(s.FileBytes), s.DeadLetters, s.LastError)
+	}
+	return tw.Flush()
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+func newProjectionCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "projection", Short: "Manage projections"}
+	var (
+		cf      clientFlags
+		version int
+	)
+	retry := &cobra.Command{
+		Use:   "retry NAME",
+		Short: "Resume a failed projection version from its checkpoint",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cf.with(func(c *client.Client) error {
+				st, err := c.Retry(args[0], version)
+				if err != nil {
+					return err
+				}
+				if cf.json {
+					return printJSON(cmd.OutOrStdout(), st)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "projection %s v%d restarted from seq %d\n", st.Name, st.Version, st.Applied)
+				return nil
+			})
+		},
+	}
+	cf.register(retry)
+	retry.Flags().IntVar(&version, "version", 0, "version to retry (default: the active one)")
+	cmd.AddCommand(retry)
+	return cmd
+}
