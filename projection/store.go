@@ -115,6 +115,15 @@ func (s *Store) Checkpoint() (uint64, error) {
 	return cp, err
 }
 
+// SetCheckpoint records that every event up to seq was seen, when a batch
+// held only events the projection does not handle.
+func (s *Store) SetCheckpoint(seq uint64) error {
+	return s.db.Update(func(tx *buntdb.Tx) error {
+		_, _, err := tx.Set(keyCheckpoint, strconv.FormatUint(seq, 10), nil)
+		return err
+	})
+}
+
 // Stats are a store's size figures.
 type Stats struct {
 	Documents int
