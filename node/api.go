@@ -36,6 +36,9 @@ func (n *Node) startService() error {
 		{"query", SubjectQuery + ".>", n.handleQuery},
 		{"projections", SubjectProjections, n.handleProjections},
 		{"retry", SubjectRetry, n.handleRetry},
+		{"promote", SubjectPromote, n.handlePromote},
+		{"rollback", SubjectRollback, n.handleRollback},
+		{"retire", SubjectRetire, n.handleRetire},
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {

@@ -17,6 +17,7 @@ const (
 	CodeDuplicate       = "duplicate"        // 409: a batch repeats ids already stored differently
 	CodeConflict        = "conflict"         // 409: a resource version exists with other content
 	CodeIncompatible    = "incompatible"     // 409: a contract change breaks existing producers
+	CodeNotReady        = "not_ready"        // 409: a projection version is not live yet
 	CodeTooLarge        = "too_large"        // 413: event or batch above the node's limits
 	CodeSchemaViolation = "schema_violation" // 422: data does not satisfy the contract
 	CodeNoContract      = "no_contract"      // 422: contracts are mandatory and the type has none

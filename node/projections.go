@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -39,8 +40,11 @@ type projections struct {
 	mu      sync.RWMutex
 	workers map[string]map[int]*projection.Worker
 	active  map[string]int
-	native  map[string]bool // name/version keys of Go-registered projections
-	ctx     context.Context
+	// previous holds the versions that were active before, latest last, for rollback.
+	previous   map[string][]int
+	rolledBack map[string][]int
+	native     map[string]bool // name/version keys of Go-registered projections
+	ctx        context.Context
 }
 
 type nativeProjection struct {
@@ -64,6 +68,8 @@ func (p *projections) open(ctx context.Context, natives []nativeProjection) erro
 	p.ctx = ctx
 	p.workers = map[string]map[int]*projection.Worker{}
 	p.active = map[string]int{}
+	p.previous = map[string][]int{}
+	p.rolledBack = map[string][]int{}
 	p.native = map[string]bool{}
 	keys, err := p.kv.ListKeysFiltered(ctx, "projection.>")
 	if err != nil {
@@ -98,14 +104,135 @@ func (p *projections) open(ctx context.Context, natives []nativeProjection) erro
 	// The active alias: stored, else the lowest version.
 	for name, vs := range p.workers {
 		if e, err := p.kv.Get(ctx, activeKVKey(name)); err == nil {
-			if v, err := strconv.Atoi(string(e.Value())); err == nil && vs[v] != nil {
-				p.active[name] = v
+			var a alias
+			if json.Unmarshal(e.Value(), &a) == nil && vs[a.Active] != nil {
+				p.active[name], p.previous[name], p.rolledBack[name] = a.Active, a.Previous, a.RolledBack
 				continue
 			}
 		}
 		p.active[name] = lowest(vs)
 	}
 	return nil
+}
+
+// alias is the stored form of a projection's active version.
+type alias struct {
+	Active   int   `json:"active"`
+	Previous []int `json:"previous,omitempty"`
+	// RolledBack lists versions rolled back from: promote: auto leaves them be.
+	RolledBack []int `json:"rolled_back,omitempty"`
+}
+
+// setActive makes version active, remembering the one it replaces, and
+// stores the alias. p.mu must be held.
+func (p *projections) setActive(ctx context.Context, name string, version int, rollback bool) error {
+	prev := p.active[name]
+	if prev == version {
+		return nil
+	}
+	previous, rolledBack := slices.Clone(p.previous[name]), p.rolledBack[name]
+	if rollback {
+		previous = previous[:len(previous)-1]
+		rolledBack = append(slices.Clone(rolledBack), prev)
+	} else if prev != 0 {
+		previous = append(previous, prev)
+	}
+	b, _ := json.Marshal(alias{Active: version, Previous: previous, RolledBack: rolledBack})
+	if _, err := p.kv.Put(ctx, activeKVKey(name), b); err != nil {
+		return err
+	}
+	p.active[name], p.previous[name], p.rolledBack[name] = version, previous, rolledBack
+	p.log.Info("projection version active", "name", name, "version", version, "was", prev)
+	return nil
+}
+
+// promote makes a live version the active one. The switch is one map write
+// under the lock: each query resolves its version once, so it sees the old
+// version or the new one, never a mix.
+func (p *projections) promote(ctx context.Context, name string, version int) (int, *Error) {
+	w, _, e := p.worker(name, version)
+	if e != nil {
+		return 0, e
+	}
+	head, _ := p.head(ctx)
+	if st := w.Status(head); st.State != projection.StateLive {
+		return 0, newError(CodeNotReady, 409, "projection %s v%d is %s (applied %d of %d, %.0f%%): only a live version can be promoted",
+			name, version, st.State, st.Applied, st.Head, 100*st.Progress)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prev := p.active[name]
+	if err := p.setActive(ctx, name, version, false); err != nil {
+		return 0, errUnavailable("store active version: %v", err)
+	}
+	return prev, nil
+}
+
+// rollback makes the previously active version active again.
+func (p *projections) rollback(ctx context.Context, name string) (int, int, *Error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.workers[name]; !ok {
+		return 0, 0, newError(CodeNotFound, 404, "no projection %q", name)
+	}
+	prevs := p.previous[name]
+	if len(prevs) == 0 {
+		return 0, 0, newError(CodeConflict, 409, "projection %s has no previous active version", name)
+	}
+	to, from := prevs[len(prevs)-1], p.active[name]
+	if p.workers[name][to] == nil {
+		return 0, 0, newError(CodeConflict, 409, "projection %s v%d was retired; promote another version", name, to)
+	}
+	if err := p.setActive(ctx, name, to, true); err != nil {
+		return 0, 0, errUnavailable("store active version: %v", err)
+	}
+	return from, to, nil
+}
+
+// retire stops a version that is not active and deletes its file and definition.
+func (p *projections) retire(ctx context.Context, name string, version int) *Error {
+	p.mu.Lock()
+	w, ok := p.workers[name][version]
+	switch {
+	case !ok:
+		p.mu.Unlock()
+		return newError(CodeNotFound, 404, "projection %q has no version %d", name, version)
+	case p.active[name] == version:
+		p.mu.Unlock()
+		return newError(CodeConflict, 409, "projection %s v%d is active: promote another version first", name, version)
+	case p.native[name+"/"+strconv.Itoa(version)]:
+		p.mu.Unlock()
+		return newError(CodeConflict, 409, "projection %s v%d is defined in Go by the program that embeds this node", name, version)
+	}
+	delete(p.workers[name], version)
+	p.previous[name] = slices.DeleteFunc(slices.Clone(p.previous[name]), func(v int) bool { return v == version })
+	p.mu.Unlock()
+	if err := w.Close(); err != nil {
+		p.log.Warn("close retired projection", "name", name, "version", version, "error", err)
+	}
+	if err := p.kv.Delete(ctx, projectionKVKey(name, version)); err != nil {
+		return errUnavailable("delete projection %s v%d: %v", name, version, err)
+	}
+	if err := os.Remove(p.path(name, version)); err != nil && !os.IsNotExist(err) {
+		return errInternal("delete %s: %v", p.path(name, version), err)
+	}
+	p.log.Info("projection version retired", "name", name, "version", version)
+	return nil
+}
+
+// autoPromote is the OnLive hook of versions with promote: auto.
+func (p *projections) autoPromote(name string, version int) {
+	ctx, cancel := context.WithTimeout(p.ctx, apiTimeout)
+	defer cancel()
+	p.mu.RLock()
+	cur, back := p.active[name], slices.Contains(p.rolledBack[name], version)
+	p.mu.RUnlock()
+	if cur >= version || back {
+		return
+	}
+	if _, e := p.promote(ctx, name, version); e != nil {
+		p.log.Warn("auto promote failed", "name", name, "version", version, "error", e)
+	}
 }
 
 func lowest(vs map[int]*projection.Worker) int {
@@ -123,9 +250,14 @@ func (p *projections) startWorker(s *projection.Spec, folder projection.Folder) 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("projection %s: %w", s.Name, err)
 	}
+	var onLive func()
+	if s.Promote == "auto" {
+		onLive = func() { go p.autoPromote(s.Name, s.Version) }
+	}
 	w, err := projection.NewWorker(projection.Config{
 		Spec: s, Folder: folder, Path: path, Conn: p.nc, JS: p.js,
 		Stream: p.cfg.StreamName, SubjectPrefix: p.cfg.SubjectPrefix, ChangesPrefix: SubjectChanges,
+		OnLive: onLive,
 	}, p.log)
 	if err != nil {
 		return fmt.Errorf("projection %s v%d: %w", s.Name, s.Version, err)
@@ -220,8 +352,10 @@ func (p *projections) commit(ctx context.Context, start []*projection.Spec) *Err
 		}
 		p.mu.Lock()
 		if p.active[s.Name] == 0 {
-			p.active[s.Name] = s.Version
-			_, _ = p.kv.Put(ctx, activeKVKey(s.Name), []byte(strconv.Itoa(s.Version)))
+			if err := p.setActive(ctx, s.Name, s.Version, false); err != nil {
+				p.mu.Unlock()
+				return errUnavailable("store active version: %v", err)
+			}
 		}
 		p.mu.Unlock()
 		p.log.Info("projection applied", "name", s.Name, "version", s.Version)

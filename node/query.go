@@ -104,16 +104,10 @@ func (n *Node) handleProjections(req micro.Request) {
 	_ = req.RespondJSON(ProjectionsReply{Projections: st})
 }
 
-// RetryRequest is the body of dm.admin.projection.retry.
-type RetryRequest struct {
-	Name    string `json:"name"`
-	Version int    `json:"version,omitempty"`
-}
-
 func (n *Node) handleRetry(req micro.Request) {
-	var r RetryRequest
-	if err := json.Unmarshal(req.Data(), &r); err != nil || r.Name == "" {
-		replyError(req, errBadRequest(`retry body: want {"name": "<projection>", "version": N}`))
+	r, e := decodeVersionRequest(req, false)
+	if e != nil {
+		replyError(req, e)
 		return
 	}
 	w, _, e := n.projections.worker(r.Name, r.Version)
@@ -127,7 +121,6 @@ func (n *Node) handleRetry(req micro.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	_ = req.RespondJSON(w.Status(must(n.events.head(ctx))))
+	head, _ := n.events.head(ctx)
+	_ = req.RespondJSON(w.Status(head))
 }
-
-func must(v uint64, _ error) uint64 { return v }

@@ -110,8 +110,9 @@ func TestProjectionStoppedMidRebuildMatchesAFreshRebuild(t *testing.T) {
 	c2 := newClient(t, n2)
 	st := waitLive(t, c2, "orders", last)
 	resumed := dumpProjection(t, c2, "orders")
-	if st.Documents != 1125 { // 1500 orders, a quarter cancelled
-		t.Fatalf("got %d documents, want 1125", st.Documents)
+	cnt := query(t, c2, "orders", projection.Query{Count: &projection.Filter{}})
+	if st.Documents != 1125 || *cnt.Count != 1125 { // 1500 orders, a quarter cancelled
+		t.Fatalf("got %d documents in status, %d counted, want 1125", st.Documents, *cnt.Count)
 	}
 	if err := n2.Close(); err != nil {
 		t.Fatal(err)
@@ -124,6 +125,12 @@ func TestProjectionStoppedMidRebuildMatchesAFreshRebuild(t *testing.T) {
 	c3 := newClient(t, n3)
 	waitLive(t, c3, "orders", last)
 	if rebuilt := dumpProjection(t, c3, "orders"); rebuilt != resumed {
+		rl, bl := strings.Split(resumed, "\n"), strings.Split(rebuilt, "\n")
+		for i := range min(len(rl), len(bl)) {
+			if rl[i] != bl[i] {
+				t.Fatalf("resumed and rebuilt projections differ:\nresumed %s\nrebuilt %s", rl[i], bl[i])
+			}
+		}
 		t.Fatalf("resumed and rebuilt projections differ (%d vs %d bytes)", len(resumed), len(rebuilt))
 	}
 	// Spot-check one document's fold.

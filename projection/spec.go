@@ -38,6 +38,9 @@ type Spec struct {
 	History     bool                 `json:"history,omitempty"`
 	Changes     bool                 `json:"changes,omitempty"`
 	OnError     string               `json:"on_error,omitempty"`
+	// Promote is "auto" to make this version active once it is live, or
+	// empty (manual: `datamesh projection promote`).
+	Promote string `json:"promote,omitempty"`
 	// Document optionally describes the document shape (JSON Schema), for the catalog.
 	Document json.RawMessage `json:"document,omitempty"`
 }
@@ -130,6 +133,9 @@ func (s *Spec) validate(root *yaml.Node) error {
 	}
 	if len(s.Source.Types) == 0 {
 		add("source.types", "at least one event type is required")
+	}
+	if s.Promote != "" && s.Promote != "auto" && s.Promote != "manual" {
+		add("promote", "got %q, want auto or manual", s.Promote)
 	}
 	switch s.OnError {
 	case "", OnErrorStop, OnErrorSkip:

@@ -42,6 +42,8 @@ type Config struct {
 	// ChangesPrefix is where change events go: <prefix>.<projection>.<key>.
 	ChangesPrefix string
 	BatchSize     int
+	// OnLive, if set, is called once when the worker first catches up.
+	OnLive func()
 }
 
 // Status is what `datamesh status` shows of one projection version.
@@ -55,6 +57,8 @@ type Status struct {
 	LagEvents   uint64   `json:"lag_events"`
 	LagSeconds  float64  `json:"lag_seconds"`
 	Rate        float64  `json:"events_per_second"`
+	Progress    float64  `json:"progress"`              // applied/head, 0..1
+	ETASeconds  float64  `json:"eta_seconds,omitempty"` // while building, at the current rate
 	Documents   int      `json:"documents"`
 	FileBytes   int64    `json:"file_bytes"`
 	DeadLetters int      `json:"dead_letters"`
@@ -262,6 +266,11 @@ func (w *Worker) run(ctx context.Context) {
 				break drain
 			}
 		}
+		// Once ctx is done the consume callback drops messages, so a batch
+		// gathered since then may have gaps: never apply it.
+		if ctx.Err() != nil {
+			return
+		}
 		if !w.applyBatch(batch) {
 			return
 		}
@@ -275,12 +284,27 @@ func (w *Worker) markLiveIfCaughtUp(ctx context.Context) {
 		return
 	}
 	w.mu.Lock()
-	if w.state == StateBuilding {
-		w.state = StateLive
-		w.log.Info("projection live", "applied_seq", w.applied.Load())
-	}
+	live := w.goLive()
 	w.notify()
 	w.mu.Unlock()
+	w.wentLive(live)
+}
+
+// goLive turns a building worker live; it reports whether it did. w.mu must be held.
+func (w *Worker) goLive() bool {
+	if w.state != StateBuilding {
+		return false
+	}
+	w.state = StateLive
+	w.log.Info("projection live", "applied_seq", w.applied.Load())
+	return true
+}
+
+// wentLive calls the OnLive hook, outside the worker's lock.
+func (w *Worker) wentLive(live bool) {
+	if live && w.cfg.OnLive != nil {
+		w.cfg.OnLive()
+	}
 }
 
 // applyBatch folds and commits one batch; false stops the worker.
@@ -313,11 +337,10 @@ func (w *Worker) applyBatch(batch []jetstream.Msg) bool {
 		}
 		w.mu.Lock()
 		w.pending = pending
-		if pending == 0 && w.state == StateBuilding {
-			w.state = StateLive
-		}
+		live := pending == 0 && w.goLive()
 		w.notify()
 		w.mu.Unlock()
+		w.wentLive(live)
 		return true
 	}
 	res, err := w.store.Apply(events, w.folder, w.cfg.Spec)
@@ -364,12 +387,10 @@ func (w *Worker) applyBatch(batch []jetstream.Msg) bool {
 		w.rate = float64(w.winCount) / el.Seconds()
 		w.winStart, w.winCount = now, 0
 	}
-	if pending == 0 && w.state == StateBuilding {
-		w.state = StateLive
-		w.log.Info("projection live", "applied_seq", w.applied.Load())
-	}
+	live := pending == 0 && w.goLive()
 	w.notify()
 	w.mu.Unlock()
+	w.wentLive(live)
 
 	if res.Failure != nil {
 		w.fail(res.Failure, nil)
@@ -433,6 +454,13 @@ func (w *Worker) Status(head uint64) Status {
 	}
 	if time.Since(w.winStart) > 5*time.Second {
 		s.Rate = 0
+	}
+	s.Progress = 1
+	if head > 0 && s.State != StateLive {
+		s.Progress = min(1, float64(s.Applied)/float64(head))
+	}
+	if s.State == StateBuilding && s.Rate > 0 {
+		s.ETASeconds = float64(s.LagEvents) / s.Rate
 	}
 	return s
 }

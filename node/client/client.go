@@ -184,7 +184,28 @@ func (c *Client) Projections() (*node.ProjectionsReply, error) {
 
 // Retry restarts a failed projection version (0: the active one).
 func (c *Client) Retry(name string, version int) (*projection.Status, error) {
-	body, _ := json.Marshal(node.RetryRequest{Name: name, Version: version})
+	body, _ := json.Marshal(node.VersionRequest{Name: name, Version: version})
 	var r projection.Status
 	return &r, c.call(node.SubjectRetry, nil, body, &r)
+}
+
+// Promote makes a live projection version the active one.
+func (c *Client) Promote(name string, version int) (*node.AliasReply, error) {
+	body, _ := json.Marshal(node.VersionRequest{Name: name, Version: version})
+	var r node.AliasReply
+	return &r, c.call(node.SubjectPromote, nil, body, &r)
+}
+
+// Rollback makes the previously active version active again.
+func (c *Client) Rollback(name string) (*node.AliasReply, error) {
+	body, _ := json.Marshal(node.VersionRequest{Name: name})
+	var r node.AliasReply
+	return &r, c.call(node.SubjectRollback, nil, body, &r)
+}
+
+// Retire stops a version that is not active and deletes its file.
+func (c *Client) Retire(name string, version int) (*node.RetireReply, error) {
+	body, _ := json.Marshal(node.VersionRequest{Name: name, Version: version})
+	var r node.RetireReply
+	return &r, c.call(node.SubjectRetire, nil, body, &r)
 }
