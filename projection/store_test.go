@@ -189,13 +189,14 @@ func testTornWrites(t *testing.T, spec *Spec, boundaries bool) {
 	}
 	tail := full[len(base):]
 	var cuts []int
-	for i := 1; i < len(tail) && boundaries; i++ {
-		if tail[i] == '*' && tail[i-1] == '\n' {
-			cuts = append(cuts, i) // a command boundary: a prefix of whole commands
+	for i := 1; i < len(tail); i++ {
+		if tail[i] != '*' || tail[i-1] != '\n' {
+			continue
 		}
-	}
-	for i := 1; i < 20; i++ {
-		cuts = append(cuts, len(tail)*i/20+1) // mid-command: BuntDB truncates, the store rebuilds
+		if boundaries {
+			cuts = append(cuts, i) // between two commands: a prefix of whole commands
+		}
+		cuts = append(cuts, i+1) // one byte into a command: BuntDB truncates, the store rebuilds
 	}
 	for _, cut := range cuts {
 		torn := filepath.Join(dir, fmt.Sprintf("torn-%d.db", cut))

@@ -19,10 +19,12 @@ func newApplyCmd() *cobra.Command {
 		cf    clientFlags
 		files []string
 		force bool
+		wait  bool
+		prom  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR|-",
-		Short: "Apply resources (EventType contracts) from YAML files",
+		Short: "Apply resources (EventType contracts, Projections) from YAML files",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
@@ -38,14 +40,22 @@ func newApplyCmd() *cobra.Command {
 					return err
 				}
 				if cf.json {
-					return printJSON(cmd.OutOrStdout(), r)
+					if err := printJSON(cmd.OutOrStdout(), r); err != nil {
+						return err
+					}
 				}
 				for _, res := range r.Results {
+					if cf.json {
+						break
+					}
 					name := res.Name
 					if res.Aggregate != "" {
 						name = res.Aggregate + "." + res.Name
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "%s/%s v%d %s\n", strings.ToLower(res.Kind), name, res.Version, res.Status)
+				}
+				if wait || prom {
+					return waitLive(cmd, c, r.Results, prom)
 				}
 				return nil
 			})
@@ -54,6 +64,8 @@ func newApplyCmd() *cobra.Command {
 	cf.register(cmd)
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file, directory of .yaml/.yml files, or - for stdin (repeatable)")
 	cmd.Flags().BoolVar(&force, "force", false, "accept contract changes that break compatibility")
+	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until every applied projection version is live")
+	cmd.Flags().BoolVar(&prom, "promote", false, "with --wait: promote each projection version once it is live")
 	return cmd
 }
 

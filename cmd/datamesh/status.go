@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,15 +61,19 @@ func newStatusCmd() *cobra.Command {
 
 func printStatus(w io.Writer, r *node.ProjectionsReply) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "PROJECTION\tVERSION\tACTIVE\tSTATE\tAPPLIED\tHEAD\tLAG\tLAG(s)\tEVENTS/s\tDOCS\tSIZE\tDEAD\tERROR")
+	fmt.Fprintln(tw, "PROJECTION\tVERSION\tACTIVE\tSTATE\tAPPLIED\tHEAD\tPROGRESS\tLAG\tLAG(s)\tEVENTS/s\tETA\tDOCS\tSIZE\tDEAD\tERROR")
 	for _, s := range r.Projections {
 		active := ""
 		if s.Active {
 			active = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%.1f\t%.0f\t%d\t%s\t%d\t%s\n",
-			s.Name, s.Version, active, s.State, s.Applied, s.Head, s.LagEvents, s.LagSeconds, s.Rate,
-			s.Documents, bytesText(s.FileBytes), s.DeadLetters, s.LastError)
+		eta := "-"
+		if s.ETASeconds > 0 {
+			eta = (time.Duration(s.ETASeconds) * time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%.0f%%\t%d\t%.1f\t%.0f\t%s\t%d\t%s\t%d\t%s\n",
+			s.Name, s.Version, active, s.State, s.Applied, s.Head, 100*s.Progress, s.LagEvents, s.LagSeconds, s.Rate,
+			eta, s.Documents, bytesText(s.FileBytes), s.DeadLetters, s.LastError)
 	}
 	return tw.Flush()
 }
@@ -110,6 +116,56 @@ func newProjectionCmd() *cobra.Command {
 	}
 	cf.register(retry)
 	retry.Flags().IntVar(&version, "version", 0, "version to retry (default: the active one)")
-	cmd.AddCommand(retry)
+	cmd.AddCommand(retry, aliasCmd("promote NAME VERSION", "Make a live projection version the active one", 2,
+		func(c *client.Client, args []string, v int) (string, error) {
+			r, err := c.Promote(args[0], v)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("projection %s: v%d is active (was v%d)", r.Name, r.Active, r.Previous), nil
+		}), aliasCmd("rollback NAME", "Make the previously active version active again", 1,
+		func(c *client.Client, args []string, _ int) (string, error) {
+			r, err := c.Rollback(args[0])
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("projection %s: v%d is active again (was v%d)", r.Name, r.Active, r.Previous), nil
+		}), aliasCmd("retire NAME VERSION", "Stop a version that is not active and delete its file", 2,
+		func(c *client.Client, args []string, v int) (string, error) {
+			r, err := c.Retire(args[0], v)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("projection %s: v%d retired", r.Name, r.Version), nil
+		}))
+	return cmd
+}
+
+// aliasCmd builds a projection subcommand that takes NAME [VERSION] and prints one line.
+func aliasCmd(use, short string, nargs int, do func(*client.Client, []string, int) (string, error)) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(nargs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v := 0
+			if nargs == 2 {
+				var err error
+				if v, err = strconv.Atoi(strings.TrimPrefix(args[1], "v")); err != nil {
+					return fmt.Errorf("version %q: want a number", args[1])
+				}
+			}
+			return cf.with(func(c *client.Client) error {
+				line, err := do(c, args, v)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), line)
+				return nil
+			})
+		},
+	}
+	cf.register(cmd)
 	return cmd
 }
