@@ -100,3 +100,87 @@ func BenchmarkPublishToQueryable(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
+
+// latencies measures fn n times and returns p50 and p99, stopping early
+// when stop reports true (checked every 50 calls).
+func latencies(b *testing.B, n int, fn func(i int) error, stop func() bool) (p50, p99 time.Duration, count int) {
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		if i%50 == 0 && stop != nil && stop() {
+			break
+		}
+		t0 := time.Now()
+		if err := fn(i); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2], lat[len(lat)*99/100], len(lat)
+}
+
+// BenchmarkRebuildImpact measures append and query latency (one request at
+// a time) with no rebuild running, then while v2 of a projection rebuilds
+// over the same log, and reports the ratios.
+//
+//	go test -run '^$' -bench RebuildImpact -benchtime 1x ./node/
+func BenchmarkRebuildImpact(b *testing.B) {
+	total := benchEvents()
+	n := newNode(b)
+	c := newClient(b, n)
+	applyOrderContracts(b, c)
+	if _, err := c.Apply(countsSpec(1, ""), false); err != nil {
+		b.Fatal(err)
+	}
+	last := fillLog(b, c, total/1000, 1000)
+	waitLive(b, c, "counts", last)
+	appendOne := func(i int) error {
+		_, err := c.Append("order", fmt.Sprintf("bench-%d", i), "OrderPlaced", []byte(`{"customer":"bench","total":1}`), client.AppendOptions{})
+		return err
+	}
+	queryOne := func(i int) error {
+		_, err := c.Query("counts", projection.Query{Get: ptr(fmt.Sprintf("bulk-%04d", i%(total/1000)))})
+		return err
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a50, a99, _ := latencies(b, 2000, appendOne, nil)
+		q50, q99, _ := latencies(b, 2000, queryOne, nil)
+		if _, err := c.Apply(countsSpec(2+i, ""), false); err != nil {
+			b.Fatal(err)
+		}
+		building := func() bool { return status(b, c, "counts", 2+i).State != projection.StateBuilding }
+		// Appends and v1 gets alternate while v2 rebuilds, so both are measured.
+		var as, qs []time.Duration
+		latencies(b, 100000, func(j int) error {
+			t0 := time.Now()
+			if err := appendOne(1_000_000 + j); err != nil {
+				return err
+			}
+			t1 := time.Now()
+			err := queryOne(j)
+			as, qs = append(as, t1.Sub(t0)), append(qs, time.Since(t1))
+			return err
+		}, building)
+		ra50, ra99, na := pct(as)
+		rq50, rq99, nq := pct(qs)
+		b.Logf("appends: idle p50 %v p99 %v; during rebuild p50 %v p99 %v (%d samples)", a50, a99, ra50, ra99, na)
+		b.Logf("v1 gets: idle p50 %v p99 %v; during rebuild p50 %v p99 %v (%d samples)", q50, q99, rq50, rq99, nq)
+		b.ReportMetric(float64(ra50)/float64(a50), "append-p50-ratio")
+		b.ReportMetric(float64(ra99)/float64(a99), "append-p99-ratio")
+		if nq > 0 {
+			b.ReportMetric(float64(rq50)/float64(q50), "get-p50-ratio")
+		}
+	}
+}
+
+func pct(d []time.Duration) (p50, p99 time.Duration, n int) {
+	if len(d) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)*99/100], len(d)
+}

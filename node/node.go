@@ -105,7 +105,8 @@ func (n *Node) start(ctx context.Context) error {
 	if n.registry, err = openRegistry(ctx, n.js, n.log); err != nil {
 		return err
 	}
-	n.projections = &projections{cfg: n.cfg, nc: nc, js: n.js, kv: n.registry.kv, log: n.log, head: n.events.head}
+	n.projections = &projections{cfg: n.cfg, kv: n.registry.kv, log: n.log, head: n.events.head,
+		connect: func() (*nats.Conn, error) { return n.Connect(nats.Name("datamesh-projection")) }}
 	// Workers live until Close, not until the end of Start's ctx.
 	if err := n.projections.open(context.WithoutCancel(ctx), n.natives); err != nil {
 		return err

@@ -30,12 +30,13 @@ const (
 // projections runs one worker per projection version and knows which
 // version of each name is active (answers dm.query.<name>).
 type projections struct {
-	cfg  Config
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	kv   jetstream.KeyValue
-	log  hclog.Logger
-	head func(context.Context) (uint64, error)
+	cfg Config
+	// connect opens a connection for one worker: a rebuild's stream of
+	// messages must not queue up in front of the API's requests and replies.
+	connect func() (*nats.Conn, error)
+	kv      jetstream.KeyValue
+	log     hclog.Logger
+	head    func(context.Context) (uint64, error)
 
 	mu      sync.RWMutex
 	workers map[string]map[int]*projection.Worker
@@ -254,12 +255,22 @@ func (p *projections) startWorker(s *projection.Spec, folder projection.Folder) 
 	if s.Promote == "auto" {
 		onLive = func() { go p.autoPromote(s.Name, s.Version) }
 	}
+	nc, err := p.connect()
+	if err != nil {
+		return fmt.Errorf("projection %s: connect: %w", s.Name, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("projection %s: %w", s.Name, err)
+	}
 	w, err := projection.NewWorker(projection.Config{
-		Spec: s, Folder: folder, Path: path, Conn: p.nc, JS: p.js,
+		Spec: s, Folder: folder, Path: path, Conn: nc, JS: js, OwnConn: true,
 		Stream: p.cfg.StreamName, SubjectPrefix: p.cfg.SubjectPrefix, ChangesPrefix: SubjectChanges,
 		OnLive: onLive,
 	}, p.log)
 	if err != nil {
+		nc.Close()
 		return fmt.Errorf("projection %s v%d: %w", s.Name, s.Version, err)
 	}
 	if err := w.Start(p.ctx); err != nil {

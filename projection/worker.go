@@ -35,7 +35,9 @@ type Config struct {
 	// Path is the BuntDB file.
 	Path string
 	// Conn is an in-process connection with rights to the stream.
-	Conn          *nats.Conn
+	Conn *nats.Conn
+	// OwnConn makes Close close Conn.
+	OwnConn       bool
 	JS            jetstream.JetStream
 	Stream        string
 	SubjectPrefix string
@@ -193,6 +195,9 @@ func (w *Worker) Close() error {
 		}
 		w.mu.Unlock()
 		err = w.store.Close()
+		if w.cfg.OwnConn {
+			w.cfg.Conn.Close()
+		}
 	})
 	return err
 }
