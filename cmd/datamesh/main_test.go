@@ -250,3 +250,33 @@ func TestPrintErrorListsViolations(t *testing.T) {
 		t.Fatalf("printed\n%s\nwant\n%s", buf.String(), want)
 	}
 }
+
+func TestUpgradeCommands(t *testing.T) {
+	n := startNode(t)
+	mustCLI(t, n, "apply", "-f", "../../deploy/examples/orders/")
+	mustCLI(t, n, "append", "order", "o-1", "OrderPlaced", `{"customer":"c-1","total":30}`)
+	mustCLI(t, n, "append", "order", "o-1", "ItemAdded", `{"sku":"a","price":2}`)
+	v2 := "../../deploy/examples/orders/changes/projection-orders-v2.yaml"
+	out := mustCLI(t, n, "apply", "-f", v2, "--wait", "--promote")
+	want := "projection/orders v2 created\nprojection orders v2 is live at seq 2\nprojection orders: v2 is active (was v1)\n"
+	if out != want {
+		t.Fatalf("apply --wait --promote printed\n%s\nwant\n%s", out, want)
+	}
+	if out = mustCLI(t, n, "query", "orders", "get", "o-1"); !strings.Contains(out, `"item_count":1`) {
+		t.Fatalf("the alias did not answer from v2: %s", out)
+	}
+	if out = mustCLI(t, n, "projection", "rollback", "orders"); out != "projection orders: v1 is active again (was v2)\n" {
+		t.Fatalf("rollback printed %q", out)
+	}
+	if _, err := cli(t, n, "", "projection", "retire", "orders", "1"); err == nil || !strings.Contains(err.Error(), "active") {
+		t.Fatalf("got %v, want retire of the active version refused", err)
+	}
+	mustCLI(t, n, "projection", "promote", "orders", "v2")
+	if out = mustCLI(t, n, "projection", "retire", "orders", "1"); out != "projection orders: v1 retired\n" {
+		t.Fatalf("retire printed %q", out)
+	}
+	out = mustCLI(t, n, "status")
+	if strings.Count(out, "\n") != 2 || !strings.Contains(out, "100%") {
+		t.Fatalf("status printed\n%s", out)
+	}
+}
