@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +24,9 @@ const (
 // handleAppend serves dm.append.<aggregate>.<id>. Checks run in the handler;
 // the JetStream ack is awaited off the handler, so appends pipeline.
 func (n *Node) handleAppend(req micro.Request) {
+	if n.cfg.AppendDelay > 0 {
+		time.Sleep(n.cfg.AppendDelay)
+	}
 	agg, id, e := splitTarget(req.Subject(), SubjectAppend)
 	if e == nil && id == "" {
 		e = errBadRequest("subject %q: want %s.<aggregate>.<id>", req.Subject(), SubjectAppend)

@@ -24,6 +24,9 @@ const (
 	DefaultMaxBatch      = 1000
 	DefaultDedupWindow   = 5 * time.Minute
 	DefaultAppendTimeout = 5 * time.Second
+
+	DurabilityOS    = "os"
+	DurabilityFsync = "fsync"
 )
 
 // Config is everything a node needs to start. Build it with DefaultConfig,
@@ -49,6 +52,14 @@ type Config struct {
 	DedupWindow Duration `json:"dedup_window"`
 	// LogLevel is trace, debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+	// Durability is os (JetStream's default: an acknowledged event survives a
+	// process crash, and reaches the disk within 2 minutes) or fsync (every
+	// write is fsynced before it is acknowledged: it survives a power loss).
+	Durability string `json:"durability"`
+
+	// AppendDelay slows every append down; only the benchmark's own test
+	// sets it, to prove a slow append path is caught. Not settable from files.
+	AppendDelay time.Duration `json:"-"`
 
 	// SubjectPrefix is the first token of stored event subjects:
 	// <prefix>.<aggregate>.<id>.<type>. Not settable from the CLI.
@@ -91,6 +102,7 @@ func DefaultConfig() Config {
 		MaxBatch:      DefaultMaxBatch,
 		DedupWindow:   Duration(DefaultDedupWindow),
 		LogLevel:      "info",
+		Durability:    DurabilityOS,
 		SubjectPrefix: DefaultSubjectPrefix,
 		StreamName:    DefaultStreamName,
 	}
@@ -152,6 +164,9 @@ func (c Config) Validate() error {
 	}
 	if c.DedupWindow < 0 {
 		errs = append(errs, errors.New("dedup_window: must not be negative"))
+	}
+	if c.Durability != DurabilityOS && c.Durability != DurabilityFsync {
+		errs = append(errs, fmt.Errorf("durability %q: want %s or %s", c.Durability, DurabilityOS, DurabilityFsync))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

@@ -39,6 +39,7 @@ func serverOptions(cfg Config, internalKey string) (*server.Options, error) {
 		NoSigs:          true,
 		MaxPayload:      maxPayload(cfg),
 		NoAuthUser:      serviceUser,
+		SyncAlways:      cfg.Durability == DurabilityFsync,
 		Nkeys:           []*server.NkeyUser{{Nkey: internalKey}},
 		Users:           []*server.User{{Username: serviceUser, Permissions: servicePermissions(cfg)}},
 	}

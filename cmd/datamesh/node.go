@@ -28,6 +28,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.cfg.RequireContracts, "require-contracts", d.RequireContracts, "refuse event types that have no contract")
 	fs.IntVar(&f.cfg.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest event data accepted")
 	fs.StringVar(&f.cfg.LogLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error")
+	fs.StringVar(&f.cfg.Durability, "durability", d.Durability, "os (survives a process crash) or fsync (survives a power loss)")
 }
 
 // Config builds the node config: defaults, then the config file, then every
@@ -48,6 +49,7 @@ func (f *nodeFlags) Config(fs *pflag.FlagSet) (node.Config, error) {
 		"require-contracts": func() { cfg.RequireContracts = f.cfg.RequireContracts },
 		"max-event-bytes":   func() { cfg.MaxEventBytes = f.cfg.MaxEventBytes },
 		"log-level":         func() { cfg.LogLevel = f.cfg.LogLevel },
+		"durability":        func() { cfg.Durability = f.cfg.Durability },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

@@ -1,0 +1,212 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/datamesh/datamesh/node"
+	"github.com/datamesh/datamesh/node/client"
+)
+
+const benchContract = `kind: EventType
+name: OrderPlaced
+aggregate: order
+version: 1
+schema:
+  type: object
+  required: [customer, total]
+  properties:
+    customer: {type: string}
+    email: {type: string}
+    total: {type: number, minimum: 0}
+    currency: {type: string}
+    items: {type: array}
+`
+
+// runAppends runs the append scenarios on a fresh node in one durability mode.
+func runAppends(ctx context.Context, o Options, durability string, want func(string) bool) ([]Result, error) {
+	names := []string{"append-single-" + durability, "append-pipelined-" + durability, "append-batch100-" + durability}
+	if len(o.Only) > 0 && !slices.ContainsFunc(names, func(n string) bool { return slices.Contains(o.Only, n) }) {
+		return nil, nil
+	}
+	e, err := startEnv(ctx, o, durability)
+	if err != nil {
+		return nil, err
+	}
+	defer e.stop(true)
+	if _, err := e.c.Apply([]byte(benchContract), false); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(o.Sizes.InFlight))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"},
+		Storage: jetstream.FileStorage, Duplicates: node.DefaultDedupWindow}); err != nil {
+		return nil, fmt.Errorf("raw stream: %w", err)
+	}
+	var results []Result
+	n := o.Sizes.Single
+	if want(names[0]) {
+		dm, err := timeEach(n, func(i int) error {
+			_, err := e.c.Append("order", "o-"+strconv.Itoa(i%1000), "OrderPlaced", payload(i), client.AppendOptions{})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		raw, err := timeEach(n, func(i int) error {
+			_, err := js.Publish(ctx, "raw.order.o-"+strconv.Itoa(i%1000)+".OrderPlaced", payload(i))
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		r := Result{Name: names[0], Value: micros(percentile(dm, 50)), Unit: "µs p50", Raw: micros(percentile(raw, 50)), Target: "p50 ratio <= 1.5",
+			Note: fmt.Sprintf("p99 %.0f µs, raw p99 %.0f µs; raw: JetStream sync publish", micros(percentile(dm, 99)), micros(percentile(raw, 99)))}
+		r.Ratio = r.Value / r.Raw
+		r.check(true, 1.5, r.Ratio)
+		results = append(results, r)
+	}
+	total := o.Sizes.Pipelined
+	var rawRate float64
+	if want(names[1]) || want(names[2]) {
+		t0 := time.Now()
+		for i := range total {
+			m := nats.NewMsg("raw.order.o-" + strconv.Itoa(i%1000) + ".OrderPlaced")
+			m.Header.Set(jetstream.MsgIDHeader, durability+"-"+strconv.Itoa(i))
+			m.Data = payload(i)
+			if _, err := js.PublishMsgAsync(m); err != nil {
+				return nil, err
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			return nil, errors.New("raw async publish did not complete")
+		}
+		rawRate = float64(total) / time.Since(t0).Seconds()
+	}
+	if want(names[1]) {
+		el, err := pipeline(e.nc, total, o.Sizes.InFlight, func(i int) *nats.Msg {
+			m := nats.NewMsg(node.SubjectAppend + ".order.p-" + strconv.Itoa(i%1000))
+			m.Header.Set(node.HeaderType, "OrderPlaced")
+			m.Header.Set(node.HeaderID, durability+"-p-"+strconv.Itoa(i))
+			m.Data = payload(i)
+			return m
+		})
+		if err != nil {
+			return nil, err
+		}
+		r := Result{Name: names[1], Value: float64(total) / el.Seconds(), Unit: "events/s", Raw: rawRate, Target: "ratio >= 0.7",
+			Note: fmt.Sprintf("%d requests in flight; raw: JetStream async publish with msg ids", o.Sizes.InFlight)}
+		r.Ratio = r.Value / r.Raw
+		r.check(false, 0.7, r.Ratio)
+		results = append(results, r)
+	}
+	if want(names[2]) {
+		bs := o.Sizes.BatchSize
+		batches := total / bs
+		el, err := pipeline(e.nc, batches, 8, func(i int) *nats.Msg {
+			evs := make([]json.RawMessage, bs)
+			for j := range evs {
+				evs[j] = fmt.Appendf(nil, `{"type":"OrderPlaced","id":"%s-b-%d-%d","data":%s}`, durability, i, j, payload(i*bs+j))
+			}
+			m := nats.NewMsg(node.SubjectAppend + ".order.b-" + strconv.Itoa(i))
+			m.Header.Set(node.HeaderContentType, node.ContentTypeBatch)
+			m.Data, _ = json.Marshal(evs)
+			return m
+		})
+		if err != nil {
+			return nil, err
+		}
+		r := Result{Name: names[2], Value: float64(batches*bs) / el.Seconds(), Unit: "events/s", Raw: rawRate, Target: "ratio >= 1.0",
+			Note: fmt.Sprintf("atomic batches of %d, 8 in flight; raw: JetStream async publish", bs)}
+		r.Ratio = r.Value / r.Raw
+		r.check(false, 1.0, r.Ratio)
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// timeEach calls fn n times and returns the sorted latencies.
+func timeEach(n int, fn func(i int) error) ([]time.Duration, error) {
+	lat := make([]time.Duration, n)
+	for i := range n {
+		t0 := time.Now()
+		if err := fn(i); err != nil {
+			return nil, err
+		}
+		lat[i] = time.Since(t0)
+	}
+	slices.Sort(lat)
+	return lat, nil
+}
+
+// pipeline sends total requests built by build with at most inflight
+// unanswered, and returns the time until the last reply. An error reply
+// stops it.
+func pipeline(nc *nats.Conn, total, inflight int, build func(i int) *nats.Msg) (time.Duration, error) {
+	inbox := nc.NewRespInbox()
+	sem := make(chan struct{}, inflight)
+	var (
+		done     sync.WaitGroup
+		mu       sync.Mutex
+		replyErr error
+	)
+	firstErr := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return replyErr
+	}
+	done.Add(total)
+	sub, err := nc.Subscribe(inbox+".*", func(m *nats.Msg) {
+		if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
+			mu.Lock()
+			if replyErr == nil {
+				replyErr = fmt.Errorf("%s %s", code, m.Header.Get(micro.ErrorHeader))
+			}
+			mu.Unlock()
+		}
+		<-sem
+		done.Done()
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer sub.Unsubscribe()
+	_ = sub.SetPendingLimits(-1, -1)
+	t0 := time.Now()
+	for i := range total {
+		if err := firstErr(); err != nil {
+			return 0, err
+		}
+		sem <- struct{}{}
+		m := build(i)
+		m.Reply = inbox + "." + strconv.Itoa(i)
+		if err := nc.PublishMsg(m); err != nil {
+			return 0, err
+		}
+	}
+	wait := make(chan struct{})
+	go func() { done.Wait(); close(wait) }()
+	select {
+	case <-wait:
+	case <-time.After(2 * time.Minute):
+		return 0, errors.New("replies did not all come back")
+	}
+	if err := firstErr(); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
