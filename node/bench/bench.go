@@ -126,6 +126,11 @@ func (e *env) stop(remove bool) {
 	}
 }
 
+// selected reports whether scenario name is to run.
+func (o Options) selected(name string) bool {
+	return len(o.Only) == 0 || slices.Contains(o.Only, name)
+}
+
 // Run runs every scenario and returns their results in order.
 func Run(ctx context.Context, o Options) ([]Result, error) {
 	if o.Logger == nil {
@@ -135,7 +140,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		o.Durabilities = []string{node.DurabilityOS, node.DurabilityFsync}
 	}
 	want := func(name string) bool {
-		if len(o.Only) > 0 && !slices.Contains(o.Only, name) {
+		if !o.selected(name) {
 			return false
 		}
 		if o.Progress != nil {

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +67,20 @@ func TestASlowAppendPathIsCaught(t *testing.T) {
 	}
 	if r := results[0]; *r.Pass || r.Ratio < 5 {
 		t.Fatalf("a 5 ms delay in the append path passed: %+v", r)
+	}
+}
+
+// BenchmarkScenario runs the scenarios named in DATAMESH_BENCH_ONLY at the
+// quick size, for profiling: go test -run '^$' -bench Scenario -cpuprofile cpu.out ./node/bench/
+func BenchmarkScenario(b *testing.B) {
+	only := strings.Split(os.Getenv("DATAMESH_BENCH_ONLY"), ",")
+	for i := 0; i < b.N; i++ {
+		results, err := Run(context.Background(), Options{Sizes: Quick, Only: only, Durabilities: []string{node.DurabilityOS}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range results {
+			b.Logf("%s: %.2f %s (raw %.2f, ratio %.2f)", r.Name, r.Value, r.Unit, r.Raw, r.Ratio)
+		}
 	}
 }

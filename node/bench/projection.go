@@ -120,6 +120,18 @@ func runProjections(ctx context.Context, o Options, want func(string) bool) ([]R
 	head := uint64(events)
 	rawDB := filepath.Join(e.dir, "raw.db")
 
+	if !o.selected("rebuild") && (o.selected("query-get") || o.selected("query-list")) {
+		// The query scenarios read the rebuild scenario's projection.
+		if _, err := e.c.Apply(fmt.Appendf(nil, rebuildSpec, "rebuild"), false); err != nil {
+			return nil, err
+		}
+		if _, err := waitLive(ctx, e.c, "rebuild", head); err != nil {
+			return nil, err
+		}
+		if _, err := rawBuntRate(rawDB, events); err != nil {
+			return nil, err
+		}
+	}
 	if want("rebuild") {
 		rawRate, err := rawBuntRate(rawDB, events)
 		if err != nil {
