@@ -58,19 +58,13 @@ func (n *Node) handleAppend(req micro.Request) {
 	if expected != nil {
 		n.events.setExpectedVersion(m, agg, id, *expected)
 	}
-	reply := req.Reply()
-	n.events.publish(m, func(ack *jetstream.PubAck, err error) {
-		if err == nil {
-			n.respond(reply, AppendReply{Seq: ack.Sequence, Duplicate: ack.Duplicate})
-			return
-		}
-		seq, _, e := n.resolveRefused(agg, id, []*nats.Msg{m}, expected, err)
-		if e != nil {
-			n.respondError(reply, e)
-			return
-		}
-		n.respond(reply, AppendReply{Seq: seq, Duplicate: true})
-	})
+	s := &single{m: m, agg: agg, id: id, expected: expected, reply: req.Reply()}
+	if n.committer != nil {
+		n.committer.submit(s)
+		return
+	}
+	// os mode: every append in flight at once; JetStream keeps their order.
+	n.events.publish(m, func(ack *jetstream.PubAck, err error) { n.finishSingle(s, ack, err) })
 }
 
 func parseExpectedVersion(h nats.Header) (*uint64, *Error) {

@@ -3,6 +3,7 @@ package node_test
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -190,7 +191,16 @@ func TestAppendErrorReplies(t *testing.T) {
 }
 
 func TestPipelinedAppendsAllGetTheirOwnSeq(t *testing.T) {
-	n := newNode(t)
+	for _, d := range []string{node.DurabilityOS, node.DurabilityFsync} {
+		t.Run(d, func(t *testing.T) {
+			cfg := testConfig(t.TempDir())
+			cfg.Durability = d
+			testPipelinedAppends(t, startNode(t, cfg))
+		})
+	}
+}
+
+func testPipelinedAppends(t *testing.T, n *node.Node) {
 	nc := dial(t, n)
 	const total = 500
 	// Many requests in flight on one connection, as a busy service has.
@@ -253,5 +263,74 @@ func TestConcurrentExpectedVersionWritersOneWins(t *testing.T) {
 	}
 	if won != 1 {
 		t.Fatalf("got %d winners, want exactly 1", won)
+	}
+}
+
+// TestGroupCommitKeepsEachAnswer pipelines appends so that they are written
+// in groups, with duplicates and stale expected versions mixed in: a refused
+// group is written again one by one, so each request gets its own answer.
+func TestGroupCommitKeepsEachAnswer(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.Durability = node.DurabilityFsync // group commit is the fsync mode's
+	n := startNode(t, cfg)
+	nc := dial(t, n)
+	c := client.New(nc)
+	if _, err := c.Append("order", "first", "OrderPlaced", []byte(`{}`), client.AppendOptions{ID: "dup-0"}); err != nil {
+		t.Fatal(err)
+	}
+	const total = 300
+	replies := make(chan *nats.Msg, total)
+	inbox := nats.NewInbox()
+	sub, err := nc.ChanSubscribe(inbox+".*", replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for i := range total {
+		m := nats.NewMsg(fmt.Sprintf("dm.append.order.g-%d", i))
+		m.Reply = fmt.Sprintf("%s.%d", inbox, i)
+		m.Header.Set("ce-type", "OrderPlaced")
+		switch {
+		case i%10 == 3:
+			m.Header.Set("ce-id", "dup-0") // stored before: a duplicate
+		case i%10 == 7:
+			m.Header.Set("Dm-Expected-Version", "5") // g-i is new: a conflict
+		case i%10 == 8:
+			m.Header.Set("Dm-Expected-Version", "0") // g-i is new: fine
+		}
+		m.Data = []byte(`{}`)
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := map[uint64]bool{}
+	for range total {
+		m := <-replies
+		i, _ := strconv.Atoi(m.Subject[len(inbox)+1:])
+		var body struct {
+			node.AppendReply
+			Error *node.Error `json:"error"`
+		}
+		if err := json.Unmarshal(m.Data, &body); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i%10 == 3:
+			if !body.Duplicate || body.Seq != 1 {
+				t.Fatalf("append %d: got %s, want a duplicate of seq 1", i, m.Data)
+			}
+		case i%10 == 7:
+			if body.Error == nil || body.Error.Code != node.CodeVersionConflict {
+				t.Fatalf("append %d: got %s, want a version conflict", i, m.Data)
+			}
+		default:
+			if body.Error != nil || body.Seq == 0 || body.Duplicate || stored[body.Seq] {
+				t.Fatalf("append %d: got %s, want a new seq", i, m.Data)
+			}
+			stored[body.Seq] = true
+		}
+	}
+	if evs := readAll(t, c, "order", ""); len(evs) != 1+len(stored) || len(stored) != total*8/10 {
+		t.Fatalf("got %d events, want %d", len(evs), 1+total*8/10)
 	}
 }

@@ -102,7 +102,7 @@ func DefaultConfig() Config {
 		MaxBatch:      DefaultMaxBatch,
 		DedupWindow:   Duration(DefaultDedupWindow),
 		LogLevel:      "info",
-		Durability:    DurabilityOS,
+		Durability:    DurabilityFsync,
 		SubjectPrefix: DefaultSubjectPrefix,
 		StreamName:    DefaultStreamName,
 	}
