@@ -51,6 +51,16 @@ func (n *Node) handleQuery(req micro.Request) {
 		replyError(req, queryError(err, w))
 		return
 	}
+	if q.MinSeq == 0 || q.MinSeq <= w.Applied() {
+		// Nothing to wait for: answer in the handler, without a goroutine.
+		res, err := w.Query(context.Background(), &q)
+		if err != nil {
+			replyError(req, queryError(err, w))
+			return
+		}
+		_ = req.RespondJSON(res)
+		return
+	}
 	wait := q.TimeoutMS
 	if wait == 0 {
 		wait = defaultWaitMS

@@ -3,143 +3,229 @@ package schemas
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 )
 
 // IncompatibleError says why a new contract version is not backward
 // compatible with the previous one.
 type IncompatibleError struct {
-	Key      string
+	// Key is the contract's Key, e.g. "order.OrderPlaced".
+	Key string
+	// From is the previous version, To the refused one.
 	From, To int
-	Reasons  []string
+	// Reasons are sentences naming the JSON path of each change, e.g.
+	// `field "/customer/email" became required`.
+	Reasons []string
 }
 
+// Error lists every reason.
 func (e *IncompatibleError) Error() string {
 	return fmt.Sprintf("contract %s version %d is not compatible with version %d: %s",
 		e.Key, e.To, e.From, strings.Join(e.Reasons, "; "))
 }
 
-// CheckCompatible reports why next would reject data that prev accepts, so
-// that producers of prev's events would break. It returns nil when next is
-// compatible, else an *IncompatibleError listing every reason.
+// CheckCompatible reports why next would reject data that prev, the
+// previous version, accepts: producers of prev's events would break. It
+// returns nil when next is compatible, else an *IncompatibleError listing
+// every reason found.
 //
-// The check is structural, not full schema containment: it walks
-// "properties" and "items" of both schemas and compares required fields,
-// types, enum and const, additionalProperties, numeric and length bounds,
-// pattern and format. It does not follow $ref, $defs or combinators
-// (allOf, anyOf, oneOf), whose changes are not reported.
+// The check is structural, not full schema containment. It walks both
+// schemas through "properties" and "items" and refuses:
+//   - a property required in next but not in prev ("became required");
+//   - a property of prev's "properties" missing from next's ("was removed");
+//   - a narrower "type" ("integer" counts as a "number"; no type is any type);
+//   - an "enum" that loses a value or appears, a "const" that changes or appears;
+//   - "additionalProperties" becoming false;
+//   - a lower bound ("minimum", "exclusiveMinimum", "minLength", "minItems",
+//     "minProperties") that rises or appears, an upper bound ("maximum",
+//     "exclusiveMaximum", "maxLength", "maxItems", "maxProperties") that falls
+//     or appears, a "multipleOf" that no longer divides the previous one,
+//     "uniqueItems" becoming true, a "pattern" or "format" that changes or appears;
+//   - a schema becoming false.
+//
+// It does not follow "$ref" or "$defs", nor look into "allOf", "anyOf",
+// "oneOf", "not", "prefixItems", "additionalProperties" schemas or
+// conditionals: changes there are not reported. Paths in reasons are JSON
+// pointers into the data, "/" for the root, with "*" standing for every
+// item of an array: "/lines/*/price".
 func CheckCompatible(prev, next *Contract) error {
-	var a, b map[string]any
+	if prev == nil || next == nil {
+		return fmt.Errorf("check compatibility: a contract is missing")
+	}
+	if prev.Key() != next.Key() {
+		return fmt.Errorf("check compatibility of %s with %s: not the same event type", next.Key(), prev.Key())
+	}
+	var a, b any
 	if err := json.Unmarshal(prev.Schema, &a); err != nil {
-		return fmt.Errorf("previous schema: %w", err)
+		return fmt.Errorf("check compatibility of %s: version %d schema: %w", prev.Key(), prev.Version, err)
 	}
 	if err := json.Unmarshal(next.Schema, &b); err != nil {
-		return fmt.Errorf("new schema: %w", err)
+		return fmt.Errorf("check compatibility of %s: version %d schema: %w", next.Key(), next.Version, err)
 	}
-	var reasons []string
-	compareSchemas("", a, b, &reasons)
-	if len(reasons) == 0 {
+	var d differ
+	d.compare("", a, b)
+	if len(d.reasons) == 0 {
 		return nil
 	}
-	return &IncompatibleError{Key: next.Key(), From: prev.Version, To: next.Version, Reasons: reasons}
+	return &IncompatibleError{Key: next.Key(), From: prev.Version, To: next.Version, Reasons: d.reasons}
 }
 
-func compareSchemas(path string, a, b map[string]any, reasons *[]string) {
-	at := func(p string) string {
-		if p == "" {
-			return "/"
-		}
-		return p
-	}
-	add := func(format string, args ...any) { *reasons = append(*reasons, fmt.Sprintf(format, args...)) }
+// differ collects the reasons, in the order of the walk: by path, keys sorted.
+type differ struct{ reasons []string }
 
-	// Types.
-	ta, tb := typeSet(a["type"]), typeSet(b["type"])
-	if tb != nil {
-		var lost []string
+func (d *differ) add(format string, args ...any) {
+	d.reasons = append(d.reasons, fmt.Sprintf(format, args...))
+}
+
+// compare compares the schemas a (previous) and b (next) of the data at path.
+func (d *differ) compare(path string, a, b any) {
+	sa, okA := asObject(a)
+	sb, okB := asObject(b)
+	switch {
+	case a == false:
+		return // nothing was valid, nothing can break
+	case b == false:
+		d.add("%s no longer accepts any value", quotePath(path))
+		return
+	case !okA || !okB:
+		return // not a schema; it compiled, so this is not reached
+	}
+	d.compareValues(path, sa, sb)
+	d.compareBounds(path, sa, sb)
+	d.compareObjects(path, sa, sb)
+	d.compareArrays(path, sa, sb)
+}
+
+func (d *differ) compareValues(path string, a, b map[string]any) {
+	at := quotePath(path)
+	if tb := typeSet(b["type"]); tb != nil {
+		ta := typeSet(a["type"])
+		narrowed := ta == nil
 		for t := range ta {
 			if !tb[t] && !(t == "integer" && tb["number"]) {
-				lost = append(lost, t)
+				narrowed = true
 			}
 		}
-		if ta == nil || len(lost) > 0 {
-			add("type of %q narrowed from %s to %s", at(path), typeList(ta), typeList(tb))
+		if narrowed {
+			d.add("type of %s narrowed from %s to %s", at, typeList(ta), typeList(tb))
 		}
 	}
-
-	// Enum and const.
 	if eb, ok := b["enum"].([]any); ok {
-		ea, had := a["enum"].([]any)
-		if !had {
-			add("enum added to %q", at(path))
+		if ea, had := a["enum"].([]any); !had {
+			d.add("enum of %s added: %s", at, jsonText(eb))
 		} else {
 			for _, v := range ea {
 				if !containsValue(eb, v) {
-					add("enum of %q no longer allows %v", at(path), jsonText(v))
+					d.add("enum of %s no longer allows %s", at, jsonText(v))
 				}
 			}
 		}
 	}
 	if cb, ok := b["const"]; ok {
-		if ca, had := a["const"]; !had || !reflect.DeepEqual(ca, cb) {
-			add("const of %q added or changed", at(path))
+		if ca, had := a["const"]; !had {
+			d.add("const of %s added: %s", at, jsonText(cb))
+		} else if !reflect.DeepEqual(ca, cb) {
+			d.add("const of %s changed from %s to %s", at, jsonText(ca), jsonText(cb))
 		}
 	}
+	for _, k := range []string{"pattern", "format"} {
+		if vb, ok := b[k]; ok {
+			if va, had := a[k]; !had {
+				d.add("%s of %s added: %s", k, at, jsonText(vb))
+			} else if !reflect.DeepEqual(va, vb) {
+				d.add("%s of %s changed from %s to %s", k, at, jsonText(va), jsonText(vb))
+			}
+		}
+	}
+}
 
-	// Bounds: lower bounds may not rise, upper bounds may not fall.
+// compareBounds refuses lower bounds that rise and upper bounds that fall.
+func (d *differ) compareBounds(path string, a, b map[string]any) {
+	at := quotePath(path)
 	for _, k := range []string{"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"} {
-		if nb, ok := number(b[k]); ok {
-			if na, had := number(a[k]); !had || nb > na {
-				add("%s of %q raised to %v", k, at(path), nb)
+		if nb, ok := b[k].(float64); ok {
+			if na, had := a[k].(float64); !had {
+				d.add("%s of %s added: %s", k, at, num(nb))
+			} else if nb > na {
+				d.add("%s of %s raised from %s to %s", k, at, num(na), num(nb))
 			}
 		}
 	}
 	for _, k := range []string{"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"} {
-		if nb, ok := number(b[k]); ok {
-			if na, had := number(a[k]); !had || nb < na {
-				add("%s of %q lowered to %v", k, at(path), nb)
+		if nb, ok := b[k].(float64); ok {
+			if na, had := a[k].(float64); !had {
+				d.add("%s of %s added: %s", k, at, num(nb))
+			} else if nb < na {
+				d.add("%s of %s lowered from %s to %s", k, at, num(na), num(nb))
 			}
 		}
 	}
-	for _, k := range []string{"pattern", "format"} {
-		if sb, ok := b[k]; ok && !reflect.DeepEqual(a[k], sb) {
-			add("%s of %q added or changed", k, at(path))
+	if mb, ok := b["multipleOf"].(float64); ok {
+		if ma, had := a["multipleOf"].(float64); !had {
+			d.add("multipleOf of %s added: %s", at, num(mb))
+		} else if q := ma / mb; math.Abs(q-math.Round(q)) > 1e-9 {
+			d.add("multipleOf of %s changed from %s to %s", at, num(ma), num(mb))
 		}
 	}
+	if b["uniqueItems"] == true && a["uniqueItems"] != true {
+		d.add("uniqueItems of %s set to true", at)
+	}
+}
 
-	// Objects.
-	if closed(b) && !closed(a) {
-		add("additionalProperties of %q set to false", at(path))
+func (d *differ) compareObjects(path string, a, b map[string]any) {
+	if b["additionalProperties"] == false && a["additionalProperties"] != false {
+		d.add("additionalProperties of %s set to false", quotePath(path))
 	}
 	ra, rb := stringSet(a["required"]), stringSet(b["required"])
 	for _, f := range sortedKeys(rb) {
 		if !ra[f] {
-			add("field %q became required", path+"/"+f)
+			d.add("field %s became required", quotePath(path+"/"+escape(f)))
 		}
 	}
 	pa, _ := a["properties"].(map[string]any)
 	pb, _ := b["properties"].(map[string]any)
 	for _, f := range sortedKeys(pa) {
-		sa, _ := pa[f].(map[string]any)
+		p := path + "/" + escape(f)
 		vb, present := pb[f]
 		if !present {
-			add("field %q was removed", path+"/"+f)
+			d.add("field %s was removed", quotePath(p))
 			continue
 		}
-		sb, _ := vb.(map[string]any)
-		if sa != nil && sb != nil {
-			compareSchemas(path+"/"+f, sa, sb, reasons)
-		}
+		d.compare(p, pa[f], vb)
 	}
+}
 
-	// Arrays.
-	if ib, ok := b["items"].(map[string]any); ok {
-		if ia, ok := a["items"].(map[string]any); ok {
-			compareSchemas(path+"/items", ia, ib, reasons)
-		}
+// compareArrays compares "items" in its 2020-12 form, one schema for every
+// item; an absent "items" accepts any item.
+func (d *differ) compareArrays(path string, a, b map[string]any) {
+	ib, ok := b["items"]
+	if !ok {
+		return
 	}
+	ia, ok := a["items"]
+	if !ok {
+		ia = true
+	}
+	if _, tuple := ia.([]any); tuple {
+		return // draft-07 tuple form: not compared
+	}
+	if _, tuple := ib.([]any); tuple {
+		return
+	}
+	d.compare(path+"/*", ia, ib)
+}
+
+// asObject reads a schema as an object; true is the empty schema.
+func asObject(s any) (map[string]any, bool) {
+	if s == true {
+		return map[string]any{}, true
+	}
+	m, ok := s.(map[string]any)
+	return m, ok
 }
 
 // typeSet reads "type" as a set; nil means any type.
@@ -148,13 +234,7 @@ func typeSet(v any) map[string]bool {
 	case string:
 		return map[string]bool{t: true}
 	case []any:
-		s := map[string]bool{}
-		for _, x := range t {
-			if str, ok := x.(string); ok {
-				s[str] = true
-			}
-		}
-		return s
+		return stringSet(t)
 	}
 	return nil
 }
@@ -168,25 +248,29 @@ func typeList(s map[string]bool) string {
 
 func stringSet(v any) map[string]bool {
 	s := map[string]bool{}
-	if list, ok := v.([]any); ok {
-		for _, x := range list {
-			if str, ok := x.(string); ok {
-				s[str] = true
-			}
+	list, _ := v.([]any)
+	for _, x := range list {
+		if str, ok := x.(string); ok {
+			s[str] = true
 		}
 	}
 	return s
 }
 
-func closed(s map[string]any) bool {
-	b, ok := s["additionalProperties"].(bool)
-	return ok && !b
+// quotePath quotes a JSON pointer for a reason, the root as "/".
+func quotePath(p string) string {
+	if p == "" {
+		p = "/"
+	}
+	return strconv.Quote(p)
 }
 
-func number(v any) (float64, bool) {
-	f, ok := v.(float64)
-	return f, ok
+// escape escapes a property name as a JSON pointer token.
+func escape(token string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(token, "~", "~0"), "/", "~1")
 }
+
+func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 func containsValue(list []any, v any) bool {
 	for _, x := range list {
@@ -198,7 +282,10 @@ func containsValue(list []any, v any) bool {
 }
 
 func jsonText(v any) string {
-	b, _ := json.Marshal(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
 	return string(b)
 }
 

@@ -1,14 +1,16 @@
 package schemas_test
 
 import (
-	"fmt"
+	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/datamesh/datamesh/schemas"
 )
 
-const orderPlaced = `
+const orderPlacedYAML = `
+apiVersion: datamesh/v1
 kind: EventType
 name: OrderPlaced
 aggregate: order
@@ -19,8 +21,9 @@ schema:
   type: object
   required: [customer, total]
   properties:
-    customer: {type: string}
+    customer: {type: string, minLength: 1}
     total: {type: number, minimum: 0}
+    placed: {const: 2024-01-01}
     items:
       type: array
       items:
@@ -28,113 +31,197 @@ schema:
         required: [sku]
         properties:
           sku: {type: string}
+          price: {type: number}
 `
 
-func mustDecode(t *testing.T, doc string) *schemas.Contract {
+const orderPlacedJSON = `{
+  "apiVersion": "datamesh/v1", "kind": "EventType", "name": "OrderPlaced", "aggregate": "order",
+  "version": 1, "owner": "team-orders", "description": "A customer placed an order.",
+  "schema": {"properties": {"items": {"items": {"properties": {"price": {"type": "number"}, "sku": {"type": "string"}},
+    "required": ["sku"], "type": "object"}, "type": "array"}, "placed": {"const": "2024-01-01"},
+    "total": {"minimum": 0, "type": "number"}, "customer": {"type": "string", "minLength": 1}},
+    "required": ["customer", "total"], "type": "object"}
+}`
+
+// decode decodes doc and fails the test on error.
+func decode(t testing.TB, doc string) *schemas.Contract {
 	t.Helper()
 	c, err := schemas.DecodeContract([]byte(doc))
 	if err != nil {
-		t.Fatalf("decode: %v", err)
+		t.Fatalf("DecodeContract: got error %v, want none", err)
 	}
 	return c
 }
 
-func TestDecodeContract(t *testing.T) {
-	c := mustDecode(t, orderPlaced)
-	if c.Key() != "order.OrderPlaced" || c.Version != 1 || c.Owner != "team-orders" {
-		t.Fatalf("got %+v", c)
-	}
-	if got := c.SchemaURI(); got != "urn:datamesh:schema:order:OrderPlaced:1" {
-		t.Fatalf("got schema URI %q", got)
-	}
-	// JSON is YAML too.
-	j := mustDecode(t, `{"kind":"EventType","name":"A","aggregate":"x","version":2,"schema":{"type":"object"}}`)
-	if j.Key() != "x.A" || j.Version != 2 {
-		t.Fatalf("got %+v", j)
+// eventType builds a contract of x.A at version with the YAML schema.
+func eventType(t testing.TB, version int, schema string) *schemas.Contract {
+	t.Helper()
+	return decode(t, "kind: EventType\nname: A\naggregate: x\nversion: "+strconv.Itoa(version)+"\nschema: "+schema+"\n")
+}
+
+func TestDecodeContractYAMLAndJSON(t *testing.T) {
+	for name, doc := range map[string]string{"yaml": orderPlacedYAML, "json": orderPlacedJSON} {
+		t.Run(name, func(t *testing.T) {
+			c := decode(t, doc)
+			for _, f := range []struct{ field, got, want string }{
+				{"apiVersion", c.APIVersion, "datamesh/v1"},
+				{"kind", c.Kind, schemas.KindEventType},
+				{"name", c.Name, "OrderPlaced"},
+				{"aggregate", c.Aggregate, "order"},
+				{"owner", c.Owner, "team-orders"},
+				{"description", c.Description, "A customer placed an order."},
+				{"key", c.Key(), "order.OrderPlaced"},
+				{"schema URI", c.SchemaURI(), "urn:datamesh:schema:order:OrderPlaced:1"},
+			} {
+				if f.got != f.want {
+					t.Errorf("%s: got %q, want %q", f.field, f.got, f.want)
+				}
+			}
+			if c.Version != 1 {
+				t.Errorf("version: got %d, want 1", c.Version)
+			}
+			var schema map[string]any
+			if err := json.Unmarshal(c.Schema, &schema); err != nil {
+				t.Fatalf("schema is not JSON: %v", err)
+			}
+			placed := schema["properties"].(map[string]any)["placed"].(map[string]any)["const"]
+			if placed != "2024-01-01" {
+				t.Errorf("const of placed: got %#v, want the text \"2024-01-01\"", placed)
+			}
+		})
 	}
 }
 
 func TestDecodeContractRefusals(t *testing.T) {
-	base := "kind: EventType\nname: A\naggregate: x\nversion: 1\nschema: {type: object}\n"
-	cases := []struct{ name, doc, want string }{
-		{"unknown field", base + "sheme: {}\n", `unknown field "sheme"`},
-		{"wrong kind", strings.Replace(base, "EventType", "Projection", 1), `kind "Projection"`},
-		{"name with a dot", strings.Replace(base, "name: A", "name: A.B", 1), `name "A.B"`},
-		{"name with a space", strings.Replace(base, "name: A", "name: A B", 1), `name "A B"`},
-		{"missing aggregate", strings.Replace(base, "aggregate: x\n", "", 1), `aggregate ""`},
-		{"version 0", strings.Replace(base, "version: 1", "version: 0", 1), "version must be >= 1"},
-		{"no schema", strings.Replace(base, "schema: {type: object}\n", "", 1), "schema is required"},
-		{"schema does not compile", strings.Replace(base, "{type: object}", "{type: 12}", 1), "schema does not compile"},
-		{"not YAML", "kind: [", "decode contract"},
+	const base = "kind: EventType\nname: A\naggregate: x\nversion: 1\nschema: {type: object}\n"
+	edit := func(old, new string) string {
+		if !strings.Contains(base, old) {
+			t.Fatalf("base has no %q", old)
+		}
+		return strings.Replace(base, old, new, 1)
+	}
+	cases := []struct {
+		name, doc string
+		want      string // the whole message
+	}{
+		{"unknown field", base + "sheme: {}\n", `decode contract: unknown field "sheme"`},
+		{"unknown fields", base + "zz: 1\nowners: [a]\n", `decode contract: unknown field "owners", "zz"`},
+		{"field name in the wrong case", edit("name: A", "Name: A"), `decode contract: unknown field "Name"`},
+		{"unknown field in JSON", `{"kind":"EventType","name":"A","aggregate":"x","version":1,"schema":{},"tags":[]}`, `decode contract: unknown field "tags"`},
+		{"wrong kind", edit("EventType", "Projection"), `contract "x.A": kind must be EventType, got "Projection"`},
+		{"missing kind", edit("kind: EventType\n", ""), `contract "x.A": kind is required (want EventType)`},
+		{"name with a dot", edit("name: A", "name: A.B"), `contract "x.A.B": name "A.B" must be one NATS subject token (no '.', '*', '>' or whitespace)`},
+		{"name with a space", edit("name: A", "name: A B"), `contract "x.A B": name "A B" must be one NATS subject token (no '.', '*', '>' or whitespace)`},
+		{"name with a wildcard", edit("name: A", "name: '*'"), `contract "x.*": name "*" must be one NATS subject token (no '.', '*', '>' or whitespace)`},
+		{"aggregate with >", edit("aggregate: x", "aggregate: x>"), `contract "x>.A": aggregate "x>" must be one NATS subject token (no '.', '*', '>' or whitespace)`},
+		{"missing aggregate", edit("aggregate: x\n", ""), `contract ".A": aggregate is required`},
+		{"version 0", edit("version: 1", "version: 0"), `contract "x.A": version must be >= 1, got 0`},
+		{"negative version", edit("version: 1", "version: -3"), `contract "x.A": version must be >= 1, got -3`},
+		{"version not a number", edit("version: 1", "version: one"), `decode contract: json: cannot unmarshal string into Go struct field Contract.version of type int`},
+		{"missing schema", edit("schema: {type: object}\n", ""), `contract "x.A": schema is required`},
+		{"null schema", edit("{type: object}", "null"), `contract "x.A": schema is required`},
+		{"several problems", "kind: EventType\nname: a.b\nversion: 0\n",
+			`contract ".a.b": name "a.b" must be one NATS subject token (no '.', '*', '>' or whitespace); aggregate is required; version must be >= 1, got 0; schema is required`},
+		{"empty document", "# nothing\n", `decode contract: empty document`},
+		{"list, not mapping", "- kind: EventType\n", `decode contract: the document is not a mapping of fields`},
+		{"two documents", base + "---\n" + base, `decode contract: more than one YAML document: give one resource at a time`},
+		{"duplicate field", base + "version: 2\n", "decode contract: yaml: unmarshal errors:\n  line 6: mapping key \"version\" already defined at line 4"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := schemas.DecodeContract([]byte(tc.doc))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			c, err := schemas.DecodeContract([]byte(tc.doc))
+			if err == nil {
+				t.Fatalf("got contract %+v, want error %q", c, tc.want)
+			}
+			if err.Error() != tc.want {
+				t.Fatalf("got error\n%s\nwant\n%s", err, tc.want)
 			}
 		})
 	}
-	// Every problem is reported at once.
-	_, err := schemas.DecodeContract([]byte("kind: EventType\nname: a.b\nversion: 0\nschema: {type: object}\n"))
-	for _, want := range []string{"name", "aggregate", "version"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("got %v, want it to name %s", err, want)
-		}
+}
+
+func TestDecodeContractSchemaDoesNotCompile(t *testing.T) {
+	cases := []struct{ name, schema, want string }{
+		{"type not a type", "{type: 12}",
+			`at "/type": 'anyOf' failed; at "/type": value must be one of 'array', 'boolean', 'integer', 'null', 'number', 'object', 'string'; at "/type": got number, want array`},
+		{"two bad keywords", "{properties: {a: {minimum: x}, b: {required: 1}}}",
+			`at "/properties/a/minimum": got string, want number; at "/properties/b/required": got number, want array`},
+		{"pattern Go cannot compile", `{type: string, pattern: "(?<=a)b"}`,
+			"at \"/pattern\": '(?<=a)b' is not valid regex: error parsing regexp: invalid named capture: `(?<=a)b`"},
+		{"not a schema", `"text"`, `at "": got string, want boolean or object`},
+		{"unknown draft", `{$schema: "https://example.com/my-draft", type: object}`,
+			`failing loading "https://example.com/my-draft": https://example.com/my-draft is outside the contract: a contract's schema must be self-contained`},
+		{"$ref to a file", `{$ref: "file:///etc/passwd"}`,
+			`failing loading "file:///etc/passwd": file:///etc/passwd is outside the contract: a contract's schema must be self-contained`},
+		{"$ref to a URL", `{properties: {a: {$ref: "https://example.com/a.json"}}}`,
+			`failing loading "https://example.com/a.json": https://example.com/a.json is outside the contract: a contract's schema must be self-contained`},
+		{"$ref nowhere inside", `{$ref: "#/$defs/missing"}`, `json-pointer in "urn:datamesh:contract#/$defs/missing" not found`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := schemas.DecodeContract([]byte("kind: EventType\nname: A\naggregate: x\nversion: 1\nschema: " + tc.schema + "\n"))
+			want := `contract "x.A": schema does not compile: ` + tc.want
+			if err == nil || err.Error() != want {
+				t.Fatalf("got error\n%v\nwant\n%s", err, want)
+			}
+		})
 	}
 }
 
-func TestValidateListsEveryViolation(t *testing.T) {
-	v, err := schemas.Compile(mustDecode(t, orderPlaced))
-	if err != nil {
-		t.Fatal(err)
+func TestValidateChecksContractBuiltInGo(t *testing.T) {
+	c := &schemas.Contract{Kind: schemas.KindEventType, Name: "A", Aggregate: "x", Version: 1, Schema: json.RawMessage(`{"type":"object"}`)}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("got %v, want a valid contract", err)
 	}
-	if got := v.Validate([]byte(`{"customer":"c","total":3,"items":[{"sku":"s"}]}`)); got != nil {
-		t.Fatalf("valid data: got violations %+v", got)
+	c.Name = "A\tB"
+	const want = `contract "x.A\tB": name "A\tB" must be one NATS subject token (no '.', '*', '>' or whitespace)`
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
 	}
-	got := v.Validate([]byte(`{"total":-1,"items":[{"sku":1},{}]}`))
-	want := []schemas.Violation{
-		{Path: "", Message: "missing property 'customer'"},
-		{Path: "/items/0/sku", Message: "got number, want string"},
-		{Path: "/items/1", Message: "missing property 'sku'"},
-		{Path: "/total", Message: "minimum: got -1, want 0"},
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("got %+v\nwant %+v", got, want)
-	}
-	bad := v.Validate([]byte(`{"customer":`))
-	if len(bad) != 1 || bad[0].Path != "" || !strings.Contains(bad[0].Message, "not JSON") {
-		t.Fatalf("got %+v, want one 'not JSON' violation", bad)
+	c.Name = "A"
+	c.Schema = json.RawMessage(`{"type":`)
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), `contract "x.A": schema is not JSON: `) {
+		t.Fatalf("got %v, want schema is not JSON", err)
 	}
 }
 
-func TestEqualIgnoresKeyOrder(t *testing.T) {
-	a := mustDecode(t, "kind: EventType\nname: A\naggregate: x\nversion: 1\nschema: {type: object, required: [a]}\n")
-	b := mustDecode(t, `{"schema":{"required":["a"],"type":"object"},"version":1,"aggregate":"x","name":"A","kind":"EventType"}`)
-	if !a.Equal(b) {
-		t.Fatal("got not equal, want equal")
+func TestEqual(t *testing.T) {
+	yamlDoc := decode(t, orderPlacedYAML)
+	jsonDoc := decode(t, orderPlacedJSON)
+	if !yamlDoc.Equal(jsonDoc) || !jsonDoc.Equal(yamlDoc) {
+		t.Fatalf("YAML and JSON forms with other key order: got not equal, want equal")
 	}
-	c := mustDecode(t, "kind: EventType\nname: A\naggregate: x\nversion: 1\nschema: {type: object}\n")
-	if a.Equal(c) {
-		t.Fatal("got equal for different schemas, want not equal")
+	cases := []struct {
+		name   string
+		change func(c *schemas.Contract)
+	}{
+		{"schema", func(c *schemas.Contract) { c.Schema = json.RawMessage(`{"type":"object"}`) }},
+		{"number in schema", func(c *schemas.Contract) {
+			c.Schema = json.RawMessage(strings.Replace(string(c.Schema), `"minimum":0`, `"minimum":1`, 1))
+		}},
+		{"version", func(c *schemas.Contract) { c.Version = 2 }},
+		{"description", func(c *schemas.Contract) { c.Description = "other" }},
+		{"owner", func(c *schemas.Contract) { c.Owner = "team-billing" }},
+		{"apiVersion", func(c *schemas.Contract) { c.APIVersion = "" }},
+		{"name", func(c *schemas.Contract) { c.Name = "OrderShipped" }},
+		{"aggregate", func(c *schemas.Contract) { c.Aggregate = "cart" }},
 	}
-}
-
-func ExampleDecodeContract() {
-	c, err := schemas.DecodeContract([]byte(`
-kind: EventType
-name: OrderShipped
-aggregate: order
-version: 1
-schema: {type: object, required: [carrier]}
-`))
-	if err != nil {
-		panic(err)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			other := decode(t, orderPlacedYAML)
+			tc.change(other)
+			if yamlDoc.Equal(other) {
+				t.Fatalf("after changing the %s: got equal, want not equal", tc.name)
+			}
+		})
 	}
-	v, _ := schemas.Compile(c)
-	fmt.Println(c.Key(), c.SchemaURI())
-	fmt.Println(v.Validate([]byte(`{}`)))
-	// Output:
-	// order.OrderShipped urn:datamesh:schema:order:OrderShipped:1
-	// [{ missing property 'carrier'}]
+	spaced := decode(t, orderPlacedYAML)
+	spaced.Schema = json.RawMessage("  " + strings.ReplaceAll(string(spaced.Schema), ",", " ,\n ") + "\n")
+	if !yamlDoc.Equal(spaced) {
+		t.Fatalf("white space in schema: got not equal, want equal")
+	}
+	var none *schemas.Contract
+	if yamlDoc.Equal(none) || !none.Equal(nil) {
+		t.Fatalf("nil contracts: got %v and %v, want false and true", yamlDoc.Equal(none), none.Equal(nil))
+	}
 }
