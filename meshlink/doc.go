@@ -1,4 +1,6 @@
-// Package meshlink will link DataMesh nodes over NATS leafnodes: exports on
-// the owning node, links with per-link transformers on the recipient. Not
-// built yet: see the mesh links issue.
+// Package meshlink defines how DataMesh nodes share events: the Export
+// resource (on the owner: which events leave, to which peers, with which
+// fields removed) and the Link resource (on the recipient: which peer and
+// export to import, and how each event is transformed into the recipient's
+// model). The node runs them over NATS leafnodes; see docs/mesh.md.
 package meshlink

@@ -39,6 +39,8 @@ func (n *Node) startService() error {
 		{"promote", SubjectPromote, n.handlePromote},
 		{"rollback", SubjectRollback, n.handleRollback},
 		{"retire", SubjectRetire, n.handleRetire},
+		{"mesh", SubjectMesh, n.handleMesh},
+		{"link-retry", SubjectLinkRetry, n.handleLinkRetry},
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {
@@ -111,4 +113,26 @@ func (n *Node) handleApply(req micro.Request) {
 		return
 	}
 	_ = req.RespondJSON(ApplyReply{Results: res})
+}
+
+func (n *Node) handleMesh(req micro.Request) {
+	_ = req.RespondJSON(n.mesh.status())
+}
+
+// MeshStatus returns every link's and export's status, as dm.admin.mesh does.
+func (n *Node) MeshStatus() MeshStatus { return n.mesh.status() }
+
+func (n *Node) handleLinkRetry(req micro.Request) {
+	var body struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(req.Data(), &body); err != nil || body.Name == "" {
+		replyError(req, errBadRequest(`want {"name": "<link>"}`))
+		return
+	}
+	if e := n.mesh.retry(body.Name); e != nil {
+		replyError(req, e)
+		return
+	}
+	_ = req.RespondJSON(map[string]string{"name": body.Name, "status": "restarted"})
 }

@@ -18,6 +18,7 @@ const (
 	DefaultDataDir       = "./data"
 	DefaultListen        = "127.0.0.1:4222"
 	DefaultHTTP          = "127.0.0.1:8222"
+	DefaultLeafListen    = "127.0.0.1:7422"
 	DefaultSubjectPrefix = "evt"
 	DefaultStreamName    = "EVENTS"
 	DefaultMaxEventBytes = 512 * 1024
@@ -40,8 +41,14 @@ type Config struct {
 	Listen string `json:"listen"`
 	// HTTP is the monitoring address (/healthz and nats-server's pages); empty disables it.
 	HTTP string `json:"http"`
-	// LeafListen is the leafnode address peers connect to; empty disables it.
+	// LeafListen is the leafnode address peers connect to, to import this
+	// node's exports; empty disables it.
 	LeafListen string `json:"leaf_listen"`
+	// Peers are the nodes this node shares events with, by node name. A
+	// peer's secret is how it signs in to import this node's exports, and
+	// how this node signs in to the peer to import the peer's exports: both
+	// configs hold the same secret.
+	Peers map[string]Peer `json:"peers,omitempty"`
 	// RequireContracts refuses appends of event types that have no contract.
 	RequireContracts bool `json:"require_contracts"`
 	// MaxEventBytes bounds one event's data; larger appends get too_large.
@@ -66,6 +73,12 @@ type Config struct {
 	SubjectPrefix string `json:"-"`
 	// StreamName is the JetStream stream that holds the log.
 	StreamName string `json:"-"`
+}
+
+// Peer is what a node knows of one peer node.
+type Peer struct {
+	// Secret is the shared secret of this pair of nodes.
+	Secret string `json:"secret"`
 }
 
 // Duration is a time.Duration that reads "5m" style strings from YAML/JSON.
@@ -98,6 +111,7 @@ func DefaultConfig() Config {
 		DataDir:       DefaultDataDir,
 		Listen:        DefaultListen,
 		HTTP:          DefaultHTTP,
+		LeafListen:    DefaultLeafListen,
 		MaxEventBytes: DefaultMaxEventBytes,
 		MaxBatch:      DefaultMaxBatch,
 		DedupWindow:   Duration(DefaultDedupWindow),
@@ -154,6 +168,14 @@ func (c Config) Validate() error {
 		}
 		if _, _, err := splitHostPort(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a.field, err))
+		}
+	}
+	for name, p := range c.Peers {
+		if !validName.MatchString(name) || name == c.Name {
+			errs = append(errs, fmt.Errorf("peers: %q: a peer is another node's name (letters, digits, '-' and '_')", name))
+		}
+		if len(p.Secret) < 8 {
+			errs = append(errs, fmt.Errorf("peers.%s.secret: at least 8 characters are required", name))
 		}
 	}
 	if c.MaxEventBytes <= 0 || c.MaxEventBytes > 8*1024*1024 {

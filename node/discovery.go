@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -21,6 +22,13 @@ type Catalog struct {
 	RequireContracts bool              `json:"require_contracts"`
 	EventTypes       []CatalogEntry    `json:"event_types"`
 	Projections      []ProjectionEntry `json:"projections"`
+	// LeafURL is where peers link to this node's exports ("" if off).
+	LeafURL string            `json:"leaf_url,omitempty"`
+	Exports []meshlink.Export `json:"exports"`
+	Links   []meshlink.Link   `json:"links"`
+	// Mesh holds the linked peers' catalogs, as their exports show them;
+	// only when asked for ({"mesh": true}).
+	Mesh []PeerCatalog `json:"mesh,omitempty"`
 }
 
 // ProjectionEntry describes one projection version: its query port.
@@ -90,9 +98,27 @@ func (n *Node) Catalog() Catalog {
 		}
 		c.Projections = append(c.Projections, e)
 	}
+	c.LeafURL = n.LeafURL()
+	c.Exports, c.Links = n.mesh.specs()
 	return c
 }
 
+// MeshCatalog asks every linked peer for what its exports show this node.
+func (n *Node) MeshCatalog() []PeerCatalog { return n.mesh.meshCatalog() }
+
 func (n *Node) handleDiscovery(req micro.Request) {
-	_ = req.RespondJSON(n.Catalog())
+	var body struct {
+		Mesh bool `json:"mesh"`
+	}
+	if len(req.Data()) > 0 {
+		if err := json.Unmarshal(req.Data(), &body); err != nil {
+			replyError(req, errBadRequest(`the body is optional; if given, want {"mesh": true|false}: %v`, err))
+			return
+		}
+	}
+	c := n.Catalog()
+	if body.Mesh {
+		c.Mesh = n.MeshCatalog()
+	}
+	_ = req.RespondJSON(c)
 }

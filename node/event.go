@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
@@ -215,6 +216,14 @@ func eventFromMsg(prefix, subject string, seq uint64, h nats.Header, data []byte
 		if ev.Type == "" {
 			ev.Type = parts[2]
 		}
+	}
+	if node := h.Get(HeaderOriginNode); node != "" && h.Get(HeaderLink) != "" {
+		seq, _ := strconv.ParseUint(h.Get(HeaderOriginSeq), 10, 64)
+		ev.Origin = &Origin{Node: node, Seq: seq, ID: h.Get(HeaderOriginID), Link: h.Get(HeaderLink), Path: h.Get(HeaderMeshPath)}
+	}
+	if node := h.Get(HeaderOriginNode); node != "" && h.Get(HeaderLink) != "" {
+		seq, _ := strconv.ParseUint(h.Get(HeaderOriginSeq), 10, 64)
+		ev.Origin = &Origin{Node: node, Seq: seq, ID: h.Get(HeaderOriginID), Link: h.Get(HeaderLink), Path: h.Get(HeaderMeshPath)}
 	}
 	for k, vs := range h {
 		lk := strings.ToLower(k)

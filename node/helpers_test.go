@@ -23,6 +23,7 @@ func testConfig(dir string) node.Config {
 	cfg.DataDir = dir
 	cfg.Listen = "127.0.0.1:-1"
 	cfg.HTTP = "127.0.0.1:-1"
+	cfg.LeafListen = "127.0.0.1:-1"
 	return cfg
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nkeys"
 
+	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -25,15 +27,19 @@ const Version = "0.1.0"
 type Node struct {
 	cfg Config
 	log hclog.Logger
-	// key signs the node's own connections in; see serverOptions.
-	key    nkeys.KeyPair
-	keyPub string
+	// keys sign the node's own connections in; see serverOptions.
+	keys *nodeKeys
 
+	// opts are the server's options as last (re)loaded; see mesh.reload.
+	opts        *server.Options
+	leafPort    int
 	srv         *server.Server
 	nc          *nats.Conn
 	js          jetstream.JetStream
 	registry    *registry
 	natives     []nativeProjection
+	transforms  map[string]meshlink.Transformer
+	mesh        *mesh
 	projections *projections
 	svc         micro.Service
 	events      *eventLog
@@ -52,11 +58,11 @@ func New(cfg Config, logger hclog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	key, pub, err := newInternalKey()
+	keys, err := newNodeKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: logger.Named("node").With("node", cfg.Name), key: key, keyPub: pub}, nil
+	return &Node{cfg: cfg, log: logger.Named("node").With("node", cfg.Name), keys: keys}, nil
 }
 
 // Start runs the embedded server and the API, and returns once the node
@@ -74,10 +80,11 @@ func (n *Node) start(ctx context.Context) error {
 	if err := checkDataDir(n.cfg.DataDir); err != nil {
 		return err
 	}
-	opts, err := serverOptions(n.cfg, n.keyPub)
+	opts, err := serverOptions(n.cfg, n.keys)
 	if err != nil {
 		return err
 	}
+	n.opts = opts
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("nats server: %w", err)
@@ -90,6 +97,12 @@ func (n *Node) start(ctx context.Context) error {
 	if err := waitReady(ctx, srv, slog.fatal); err != nil {
 		return err
 	}
+	if err := enableJetStream(srv, n.cfg); err != nil {
+		return err
+	}
+	// The server wrote the leafnode port it listens on (random for port -1)
+	// into the options it was given.
+	n.leafPort = opts.LeafNode.Port
 
 	nc, err := n.Connect(nats.Name("datamesh-node"))
 	if err != nil {
@@ -118,6 +131,10 @@ func (n *Node) start(ctx context.Context) error {
 		connect: func() (*nats.Conn, error) { return n.Connect(nats.Name("datamesh-projection")) }}
 	// Workers live until Close, not until the end of Start's ctx.
 	if err := n.projections.open(context.WithoutCancel(ctx), n.natives); err != nil {
+		return err
+	}
+	n.mesh = newMesh(n)
+	if err := n.mesh.open(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	if err := n.startService(); err != nil {
@@ -160,8 +177,62 @@ func waitReady(ctx context.Context, srv *server.Server, fatal <-chan error) erro
 // Connect opens an in-process connection with the node's own rights. It is
 // how the node's workers, and Go programs that embed the node, talk to it.
 func (n *Node) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.InProcessServer(n.srv), nats.Nkey(n.keyPub, n.key.Sign)}, opts...)
+	opts = append([]nats.Option{nats.InProcessServer(n.srv), nats.Nkey(n.keys.pub, n.keys.kp.Sign)}, opts...)
 	return nats.Connect("", opts...)
+}
+
+// connectAccount opens an in-process connection into one of the mesh
+// accounts (see meshAccounts).
+func (n *Node) connectAccount(account string, opts ...nats.Option) (*nats.Conn, error) {
+	k := n.keys.account(account)
+	if k == nil {
+		return nil, fmt.Errorf("no account %s: is the peer configured?", account)
+	}
+	opts = append([]nats.Option{nats.InProcessServer(n.srv), nats.Nkey(k.pub, k.kp.Sign), nats.MaxReconnects(-1)}, opts...)
+	return nats.Connect("", opts...)
+}
+
+// PeerConn opens a connection with exactly the rights this node's links
+// have on peer's node: it reaches the peer's exports granted to this node
+// (JetStream domain = the peer's name) and nothing else. Programs and tests
+// use it to see what a peer can and cannot do.
+func (n *Node) PeerConn(peer string, opts ...nats.Option) (*nats.Conn, error) {
+	return n.connectAccount(peerAccount(peer), opts...)
+}
+
+// LeafURL is the leafnode URL peers link to, or "" if leaf_listen is off.
+func (n *Node) LeafURL() string {
+	if n.opts == nil || n.cfg.LeafListen == "" {
+		return ""
+	}
+	host, _, _ := splitHostPort(n.cfg.LeafListen)
+	if host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return fmt.Sprintf("nats-leaf://%s", net.JoinHostPort(host, strconv.Itoa(n.leafPort)))
+}
+
+// enableJetStream turns JetStream on in the global account and in every
+// export account. nats-server does it by itself only when no account is
+// configured (a node without peers).
+func enableJetStream(srv *server.Server, cfg Config) error {
+	names := []string{server.DEFAULT_GLOBAL_ACCOUNT}
+	for _, peer := range sortedPeers(cfg) {
+		names = append(names, exportAccount(peer))
+	}
+	for _, name := range names {
+		acc, err := srv.LookupAccount(name)
+		if err != nil {
+			return fmt.Errorf("account %s: %w", name, err)
+		}
+		if acc.JetStreamEnabled() {
+			continue
+		}
+		if err := acc.EnableJetStream(nil, nil); err != nil {
+			return fmt.Errorf("enable JetStream in account %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // ClientURL is the URL services connect to.
@@ -196,6 +267,9 @@ func (n *Node) Close() error {
 		}
 		if n.committer != nil {
 			n.committer.close()
+		}
+		if n.mesh != nil {
+			n.mesh.close()
 		}
 		if n.projections != nil {
 			errs = append(errs, n.projections.close())
@@ -236,5 +310,22 @@ func (n *Node) RegisterProjection(spec *projection.Spec, folder projection.Folde
 		return errors.New("a native projection needs a folder")
 	}
 	n.natives = append(n.natives, nativeProjection{spec: spec, folder: folder})
+	return nil
+}
+
+// RegisterTransformer gives the link called name a transformer written in
+// Go, on a node that is not started yet. It replaces the link's transform
+// expressions; the Link resource still says where to import from.
+func (n *Node) RegisterTransformer(name string, t meshlink.Transformer) error {
+	if n.srv != nil {
+		return errors.New("register transformers before Start")
+	}
+	if t == nil {
+		return errors.New("a native transformer must not be nil")
+	}
+	if n.transforms == nil {
+		n.transforms = map[string]meshlink.Transformer{}
+	}
+	n.transforms[name] = t
 	return nil
 }

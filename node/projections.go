@@ -88,6 +88,16 @@ func (p *projections) open(ctx context.Context, natives []nativeProjection) erro
 		}
 		specs = append(specs, &s)
 	}
+	// The active aliases are loaded before any worker starts: a worker that
+	// is live at once runs its promote: auto hook, which must see them.
+	for _, name := range specNames(specs, natives) {
+		if e, err := p.kv.Get(ctx, activeKVKey(name)); err == nil {
+			var a alias
+			if json.Unmarshal(e.Value(), &a) == nil && a.Active > 0 {
+				p.active[name], p.previous[name], p.rolledBack[name] = a.Active, a.Previous, a.RolledBack
+			}
+		}
+	}
 	for _, s := range specs {
 		if err := p.startWorker(s, nil); err != nil {
 			return err
@@ -103,17 +113,33 @@ func (p *projections) open(ctx context.Context, natives []nativeProjection) erro
 		p.native[np.spec.Name+"/"+strconv.Itoa(np.spec.Version)] = true
 	}
 	// The active alias: stored, else the lowest version.
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for name, vs := range p.workers {
-		if e, err := p.kv.Get(ctx, activeKVKey(name)); err == nil {
-			var a alias
-			if json.Unmarshal(e.Value(), &a) == nil && vs[a.Active] != nil {
-				p.active[name], p.previous[name], p.rolledBack[name] = a.Active, a.Previous, a.RolledBack
-				continue
-			}
+		if vs[p.active[name]] == nil {
+			p.active[name] = lowest(vs)
 		}
-		p.active[name] = lowest(vs)
 	}
 	return nil
+}
+
+// specNames lists the projection names of specs and natives.
+func specNames(specs []*projection.Spec, natives []nativeProjection) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, s := range specs {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			names = append(names, s.Name)
+		}
+	}
+	for _, np := range natives {
+		if !seen[np.spec.Name] {
+			seen[np.spec.Name] = true
+			names = append(names, np.spec.Name)
+		}
+	}
+	return names
 }
 
 // alias is the stored form of a projection's active version.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/projection"
 	"github.com/datamesh/datamesh/schemas"
 )
@@ -57,6 +58,8 @@ func (n *Node) apply(ctx context.Context, body []byte, force bool) ([]ApplyResul
 	}
 	var contracts []*schemas.Contract
 	var specs []*projection.Spec
+	var exports []*meshlink.Export
+	var links []*meshlink.Link
 	for i, doc := range docs {
 		var head struct {
 			Kind string `json:"kind"`
@@ -81,13 +84,30 @@ func (n *Node) apply(ctx context.Context, body []byte, force bool) ([]ApplyResul
 				return nil, errBadRequest("resource %d: %v", i+1, err)
 			}
 			specs = append(specs, s)
+		case meshlink.KindExport:
+			x, err := meshlink.DecodeExport(doc)
+			if err != nil {
+				return nil, errBadRequest("resource %d: %v", i+1, err)
+			}
+			exports = append(exports, x)
+		case meshlink.KindLink:
+			l, err := meshlink.DecodeLink(doc)
+			if err != nil {
+				return nil, errBadRequest("resource %d: %v", i+1, err)
+			}
+			links = append(links, l)
 		case "":
 			return nil, errBadRequest("resource %d: kind is missing", i+1)
 		default:
-			return nil, errBadRequest("resource %d: unknown kind %q (this node knows %s and %s)", i+1, head.Kind, schemas.KindEventType, projection.KindProjection)
+			return nil, errBadRequest("resource %d: unknown kind %q (this node knows %s, %s, %s and %s)", i+1, head.Kind,
+				schemas.KindEventType, projection.KindProjection, meshlink.KindExport, meshlink.KindLink)
 		}
 	}
 	pres, start, e := n.projections.check(specs)
+	if e != nil {
+		return nil, e
+	}
+	mres, e := n.mesh.check(exports, links)
 	if e != nil {
 		return nil, e
 	}
@@ -100,7 +120,10 @@ func (n *Node) apply(ctx context.Context, body []byte, force bool) ([]ApplyResul
 	if e := n.projections.commit(ctx, start); e != nil {
 		return nil, e
 	}
-	return append(results, pres...), nil
+	if e := n.mesh.commit(ctx, exports, links); e != nil {
+		return nil, e
+	}
+	return append(append(results, pres...), mres...), nil
 }
 
 // Apply applies YAML or JSON resources, as dm.admin.apply does. It is the Go

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,7 +25,7 @@ const (
 // an nkey made at start-up that lives only in memory; every other client is
 // serviceUser (the no-auth user), which may do anything except write to the
 // log or the registry behind the node's back, or serve the node's API.
-func serverOptions(cfg Config, internalKey string) (*server.Options, error) {
+func serverOptions(cfg Config, keys *nodeKeys) (*server.Options, error) {
 	host, port, err := splitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -40,9 +41,13 @@ func serverOptions(cfg Config, internalKey string) (*server.Options, error) {
 		MaxPayload:      maxPayload(cfg),
 		NoAuthUser:      serviceUser,
 		SyncAlways:      cfg.Durability == DurabilityFsync,
-		Nkeys:           []*server.NkeyUser{{Nkey: internalKey}},
-		Users:           []*server.User{{Username: serviceUser, Permissions: servicePermissions(cfg)}},
+		Nkeys:           []*server.NkeyUser{{Nkey: keys.pub, AllowedConnectionTypes: inProcessOnly()}},
+		Users: []*server.User{{Username: serviceUser, Permissions: servicePermissions(cfg),
+			// Not LEAFNODE: a leafnode without credentials must not land in
+			// the node's own account (see meshAccounts).
+			AllowedConnectionTypes: connectionTypes(connStandard, connWebsocket, connInProcess)}},
 	}
+	meshAccounts(cfg, keys, opts)
 	if cfg.HTTP != "" {
 		opts.HTTPHost, opts.HTTPPort, err = splitHostPort(cfg.HTTP)
 		if err != nil {
@@ -58,12 +63,91 @@ func serverOptions(cfg Config, internalKey string) (*server.Options, error) {
 	return opts, nil
 }
 
+// Connection types (jwt.ConnectionType*) that users may be limited to.
+const (
+	connStandard  = "STANDARD"
+	connWebsocket = "WEBSOCKET"
+	connLeafnode  = "LEAFNODE"
+	connInProcess = "IN_PROCESS"
+)
+
+func connectionTypes(types ...string) map[string]struct{} {
+	m := make(map[string]struct{}, len(types))
+	for _, t := range types {
+		m[t] = struct{}{}
+	}
+	return m
+}
+
+func inProcessOnly() map[string]struct{} { return connectionTypes(connInProcess) }
+
+// Accounts of the mesh. The node's own log, registry and API live in the
+// global account, which no leafnode ever joins. For each configured peer P:
+//   - exportAccount(P) holds the streams of the exports granted to P; P's
+//     leafnode signs in there, and sees nothing else;
+//   - peerAccount(P) is where this node's links to P solicit their leafnode
+//     and read P's exports.
+//
+// One account pair per peer keeps the two traps of leafnodes away: no
+// account is joined to another through two paths, so leafnode loop
+// detection never fires, even for cycles of nodes; and no account holds a
+// stream on both ends of a leafnode, so a subject published on one node is
+// never captured by a stream of the other.
+const (
+	exportAccountPrefix = "EXP_"
+	peerAccountPrefix   = "PEER_"
+	// exportSubjectPrefix starts the subjects of export streams:
+	// export.<export>.<aggregate>.<id>.<type>.
+	exportSubjectPrefix = "export"
+	// subjectMeshCatalog is what a peer asks for this node's catalog as its
+	// exports show it.
+	subjectMeshCatalog = "mesh.catalog"
+)
+
+func exportAccount(peer string) string { return exportAccountPrefix + peer }
+func peerAccount(peer string) string   { return peerAccountPrefix + peer }
+
+// meshAccounts adds each peer's accounts and users to opts.
+func meshAccounts(cfg Config, keys *nodeKeys, opts *server.Options) {
+	for _, peer := range sortedPeers(cfg) {
+		exp, imp := server.NewAccount(exportAccount(peer)), server.NewAccount(peerAccount(peer))
+		opts.Accounts = append(opts.Accounts, exp, imp)
+		opts.Nkeys = append(opts.Nkeys,
+			&server.NkeyUser{Nkey: keys.account(exp.Name).pub, Account: exp, AllowedConnectionTypes: inProcessOnly()},
+			&server.NkeyUser{Nkey: keys.account(imp.Name).pub, Account: imp, AllowedConnectionTypes: inProcessOnly()})
+		opts.Users = append(opts.Users, &server.User{
+			Username: peer, Password: cfg.Peers[peer].Secret, Account: exp,
+			AllowedConnectionTypes: connectionTypes(connLeafnode),
+			Permissions:            peerPermissions(cfg),
+		})
+	}
+}
+
+// peerPermissions is what a peer's leafnode may send into its export
+// account: JetStream requests to read the export streams (consumers, info,
+// direct gets) and catalog requests; not writes to the streams, not stream
+// changes. Everything else in the account is the peer's own exports anyway.
+func peerPermissions(cfg Config) *server.Permissions {
+	api := "$JS." + cfg.Name + ".API."
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{
+			Allow: []string{">"},
+			Deny: []string{
+				exportSubjectPrefix + ".>",
+				api + "STREAM.CREATE.>", api + "STREAM.UPDATE.>", api + "STREAM.DELETE.>",
+				api + "STREAM.PURGE.>", api + "STREAM.MSG.DELETE.>", api + "STREAM.SNAPSHOT.>",
+				api + "STREAM.RESTORE.>", api + "ACCOUNT.>",
+			},
+		},
+	}
+}
+
 // servicePermissions keeps the log append-only through the API: services may
 // read the stream and create consumers, but not publish into event subjects,
 // change or purge the stream, write the registry, or subscribe to the node's
 // API subjects (which would steal requests).
 func servicePermissions(cfg Config) *server.Permissions {
-	st, kv := cfg.StreamName, "KV_"+registryKV
+	st, kv, lk := cfg.StreamName, "KV_"+registryKV, "KV_"+linksKV
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{
 			Allow: []string{">"},
@@ -74,6 +158,9 @@ func servicePermissions(cfg Config) *server.Permissions {
 				"$KV." + registryKV + ".>",
 				"$JS.API.STREAM.UPDATE." + kv, "$JS.API.STREAM.DELETE." + kv,
 				"$JS.API.STREAM.PURGE." + kv, "$JS.API.STREAM.MSG.DELETE." + kv,
+				"$KV." + linksKV + ".>",
+				"$JS.API.STREAM.UPDATE." + lk, "$JS.API.STREAM.DELETE." + lk,
+				"$JS.API.STREAM.PURGE." + lk, "$JS.API.STREAM.MSG.DELETE." + lk,
 			},
 		},
 		Subscribe: &server.SubjectPermission{
@@ -98,21 +185,56 @@ func checkDataDir(dir string) error {
 	return os.Remove(filepath.Clean(name))
 }
 
-// newInternalKey makes the nkey the node's own connections sign in with.
-func newInternalKey() (nkeys.KeyPair, string, error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, "", fmt.Errorf("internal nkey: %w", err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return nil, "", fmt.Errorf("internal nkey: %w", err)
-	}
-	return kp, pub, nil
-}
-
 // maxPayload leaves room in one message for a whole event plus its
 // attributes, and for read replies that carry several events.
 func maxPayload(cfg Config) int32 {
 	return int32(max(maxPayloadFloor, 4*cfg.MaxEventBytes))
+}
+
+// nodeKeys are the nkeys the node's own in-process connections sign in
+// with: one for the global account, one per mesh account. They live only in
+// memory.
+type nodeKeys struct {
+	kp       nkeys.KeyPair
+	pub      string
+	accounts map[string]*nodeKeys
+}
+
+func newNodeKeys(cfg Config) (*nodeKeys, error) {
+	k, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	k.accounts = map[string]*nodeKeys{}
+	for _, peer := range sortedPeers(cfg) {
+		for _, acc := range []string{exportAccount(peer), peerAccount(peer)} {
+			if k.accounts[acc], err = newKey(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return k, nil
+}
+
+func (k *nodeKeys) account(name string) *nodeKeys { return k.accounts[name] }
+
+func newKey() (*nodeKeys, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("internal nkey: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("internal nkey: %w", err)
+	}
+	return &nodeKeys{kp: kp, pub: pub}, nil
+}
+
+func sortedPeers(cfg Config) []string {
+	peers := make([]string, 0, len(cfg.Peers))
+	for p := range cfg.Peers {
+		peers = append(peers, p)
+	}
+	sort.Strings(peers)
+	return peers
 }

@@ -9,6 +9,8 @@ const (
 	SubjectRead      = "dm.read"   // dm.read.<aggregate>[.<id>]
 	SubjectApply     = "dm.admin.apply"
 	SubjectDiscovery = "dm.discovery"
+	SubjectMesh      = "dm.admin.mesh"       // links' and exports' status
+	SubjectLinkRetry = "dm.admin.link.retry" // {"name": ...}: restart a failed link
 )
 
 // Headers of the append protocol: CloudEvents' NATS binding (binary mode) plus ours.
@@ -70,7 +72,19 @@ type Event struct {
 	AggregateID     string            `json:"aggregateid"`
 	Seq             uint64            `json:"seq"`
 	Extensions      map[string]string `json:"-"`
-	Data            json.RawMessage   `json:"data,omitempty"`
+	// Origin is set on events imported by a mesh link.
+	Origin *Origin         `json:"origin,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// Origin says where an imported event comes from.
+type Origin struct {
+	Node string `json:"node"`           // the owner's node name
+	Seq  uint64 `json:"seq"`            // the event's seq in the owner's log
+	ID   string `json:"id,omitempty"`   // its ce-id there
+	Link string `json:"link,omitempty"` // the link that imported it
+	// Path lists the nodes the event went through, comma separated.
+	Path string `json:"path,omitempty"`
 }
 
 // ApplyResult reports what apply did with one resource.

@@ -237,3 +237,18 @@ func add(a, b any) (any, error) {
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
+
+// CompileExpression compiles src with the projection expression language
+// (event, data, merge, now, + on numbers, strings and arrays), for other
+// resources that reuse it, such as mesh link transforms. path names the
+// field in errors.
+func CompileExpression(path, src string) (*vm.Program, error) { return compileExpr(path, src) }
+
+// RunExpression runs a program from CompileExpression for one event.
+func RunExpression(p *vm.Program, ev *Event, data any) (any, error) {
+	out, err := expr.Run(p, (&exprFolder{}).env(ev, data, nil))
+	if err != nil {
+		return nil, errors.New(oneLine(err))
+	}
+	return out, nil
+}

@@ -243,3 +243,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// LineOf finds the line of the key at a dotted path in a YAML document, for
+// resources that report errors as FieldError.
+func LineOf(n *yaml.Node, path string) int { return lineOf(n, strings.Split(path, ".")) }

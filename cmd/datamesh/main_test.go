@@ -25,6 +25,7 @@ func startNode(t *testing.T) *node.Node {
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:-1"
 	cfg.HTTP = ""
+	cfg.LeafListen = ""
 	n, err := node.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +188,7 @@ func TestNodeCommandRunsAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	var logs bytes.Buffer
 	go func() {
-		done <- run(ctx, []string{"node", "--name", "cmdtest", "--data", t.TempDir(), "--listen", port, "--http", ""}, nil, &bytes.Buffer{}, &logs)
+		done <- run(ctx, []string{"node", "--name", "cmdtest", "--data", t.TempDir(), "--listen", port, "--http", "", "--leaf-listen", ""}, nil, &bytes.Buffer{}, &logs)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	var nc *nats.Conn
@@ -221,7 +222,7 @@ func TestNodeCommandRunsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	err = run(context.Background(), []string{"node", "--name", "x", "--data", t.TempDir(), "--listen", port, "--http", ""}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	err = run(context.Background(), []string{"node", "--name", "x", "--data", t.TempDir(), "--listen", port, "--http", "", "--leaf-listen", ""}, nil, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("got %q, want one line saying the address is in use", err)
 	}

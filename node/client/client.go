@@ -127,6 +127,26 @@ func (c *Client) Catalog() (*node.Catalog, error) {
 	return &r, c.call(node.SubjectDiscovery, nil, nil, &r)
 }
 
+// CatalogMesh returns the node's discovery document with the catalogs its
+// linked peers show it.
+func (c *Client) CatalogMesh() (*node.Catalog, error) {
+	var r node.Catalog
+	return &r, c.call(node.SubjectDiscovery, nil, []byte(`{"mesh":true}`), &r)
+}
+
+// Mesh returns the status of the node's links and exports.
+func (c *Client) Mesh() (*node.MeshStatus, error) {
+	var r node.MeshStatus
+	return &r, c.call(node.SubjectMesh, nil, nil, &r)
+}
+
+// RetryLink restarts a failed link from its checkpoint.
+func (c *Client) RetryLink(name string) error {
+	b, _ := json.Marshal(map[string]string{"name": name})
+	var r map[string]string
+	return c.call(node.SubjectLinkRetry, nil, b, &r)
+}
+
 // call makes one request and decodes the reply into out, or the error reply
 // into a *node.Error.
 func (c *Client) call(subject string, h nats.Header, body []byte, out any) error {
