@@ -202,7 +202,10 @@ func (w *exportWorker) copy(js jetstream.JetStream, msgs []jetstream.Msg, last u
 		}
 		exported = md.Sequence.Stream
 		ev := eventFromMsg(w.m.n.cfg.SubjectPrefix, msg.Subject(), md.Sequence.Stream, msg.Headers(), msg.Data())
-		if !w.spec.Selects(ev.Aggregate, ev.Type) || onPath(msg.Headers().Get(HeaderMeshPath), w.peer) {
+		// An event that went round a cycle back to this node is not exported
+		// again: a cycle of links with transforms that feed each other
+		// would otherwise never end.
+		if !w.spec.Selects(ev.Aggregate, ev.Type) || onPath(msg.Headers().Get(HeaderMeshPath), w.m.n.cfg.Name) {
 			continue
 		}
 		out, err := w.message(msg, ev)

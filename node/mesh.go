@@ -28,7 +28,7 @@ const (
 	HeaderLink       = "Dm-Link"        // the link that imported it
 	HeaderLinkSeq    = "Dm-Link-Seq"    // its seq in the export stream
 	// HeaderMeshPath lists the nodes an event went through, comma separated.
-	// An export never sends an event to a node on its path.
+	// A node never exports an event whose path holds its own name.
 	HeaderMeshPath = "Dm-Mesh-Path"
 )
 

@@ -1,11 +1,17 @@
 package node_test
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
@@ -57,7 +63,8 @@ func waitCategory(t testing.TB, c *client.Client, aggregate string, want int) []
 			return err
 		}
 		if len(evs) < want {
-			return fmt.Errorf("%d of %d %s events", len(evs), want, aggregate)
+			st, _ := c.Mesh()
+			return fmt.Errorf("%d of %d %s events; mesh status %+v", len(evs), want, aggregate, st)
 		}
 		return nil
 	})
@@ -187,5 +194,171 @@ func TestMeshLinkTransformsAndRedacts(t *testing.T) {
 	}
 	if !strings.Contains(cat.Mesh[0].Exports[0].Stream, "public-orders") {
 		t.Fatalf("export stream: %+v", cat.Mesh[0].Exports[0])
+	}
+}
+
+func TestMeshPeerSeesOnlyItsExports(t *testing.T) {
+	orders := startNode(t, meshConfig(t, "orders", "billing", "shipping"))
+	billing := startNode(t, meshConfig(t, "billing", "orders"))
+	oc, bc := newClient(t, orders), newClient(t, billing)
+	apply(t, oc, exportYAML("public-orders", "billing", "order", "OrderPlaced", "card_number")+"---\n"+
+		exportYAML("shipping-only", "shipping", "order", "OrderPlaced", ""))
+	apply(t, bc, linkYAML("orders-in", "orders", orders.LeafURL(), "public-orders", ""))
+	placeOrders(t, oc, 0, 5)
+	waitCategory(t, bc, "order", 5)
+
+	pc, err := billing.PeerConn("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	js, err := jetstream.NewWithDomain(pc, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Its own export is readable...
+	st, err := js.Stream(ctx, "EXPORT_public-orders")
+	if err != nil {
+		t.Fatalf("billing cannot read its export: %v", err)
+	}
+	// ...the owner's log and other peers' exports do not exist for it.
+	for _, name := range []string{"EVENTS", "EXPORT_shipping-only", "KV_datamesh_registry"} {
+		if _, err := js.Stream(ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Fatalf("stream %s from billing: got %v, want not found", name, err)
+		}
+	}
+	// It cannot write into its export, nor delete or purge it.
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	if _, err := js.Publish(short, "export.public-orders.order.o-99.OrderPlaced", []byte(`{}`)); err == nil {
+		t.Fatal("billing published into its export stream")
+	}
+	cancelShort()
+	short, cancelShort = context.WithTimeout(ctx, 500*time.Millisecond)
+	if err := js.DeleteStream(short, "EXPORT_public-orders"); err == nil {
+		t.Fatal("billing deleted its export stream")
+	}
+	cancelShort()
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 5 {
+		t.Fatalf("export stream after the attempts: %+v, %v", info, err)
+	}
+	// The owner's API does not answer across the link: no query, no admin,
+	// no append, no raw JetStream API of the owner's account.
+	for _, subject := range []string{"dm.query.orders", "dm.admin.apply", "dm.append.order.o-1", "dm.discovery", "$JS.API.STREAM.INFO.EVENTS"} {
+		if _, err := pc.Request(subject, []byte(`{}`), 500*time.Millisecond); err == nil {
+			t.Fatalf("%s answered across the link", subject)
+		}
+	}
+	if evs := readAll(t, oc, "order", "o-1"); len(evs) != 1 {
+		t.Fatalf("owner's o-1 has %d events, want 1", len(evs))
+	}
+	// Each node answers its own API: discovery on billing is billing's.
+	if cat, err := bc.Catalog(); err != nil || cat.Node != "billing" {
+		t.Fatalf("billing's discovery: %+v, %v", cat, err)
+	}
+	// A link to an export not granted to billing says why in its status.
+	apply(t, bc, linkYAML("sneaky", "orders", orders.LeafURL(), "shipping-only", ""))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		s, err := bc.Mesh()
+		if err != nil {
+			return err
+		}
+		for _, l := range s.Links {
+			if l.Name == "sneaky" && strings.Contains(l.LastError, "no export") {
+				return nil
+			}
+		}
+		return fmt.Errorf("links: %+v", s.Links)
+	})
+	// A leafnode that does not sign in as a configured peer is refused.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(orders.LeafURL(), "nats-leaf://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(conn)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "INFO ") {
+		t.Fatalf("leaf port greeting %q: %v", line, err)
+	}
+	fmt.Fprintf(conn, "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"intruder\"}\r\nPING\r\n")
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.Contains(line, "Authorization Violation") {
+		t.Fatalf("anonymous leafnode: got %q, %v; want an authorization violation", line, err)
+	}
+}
+
+// TestMeshTopologies runs a cycle of three nodes (a→b→c→a), a chain of
+// transforms along it, and two links between the same pair (b imports two
+// exports of a). Leafnode loop detection must not close any link, and no
+// stream may capture another node's subjects: every count is exact.
+func TestMeshTopologies(t *testing.T) {
+	a := startNode(t, meshConfig(t, "a", "b", "c"))
+	b := startNode(t, meshConfig(t, "b", "a", "c"))
+	c := startNode(t, meshConfig(t, "c", "a", "b"))
+	ac, bc, cc := newClient(t, a), newClient(t, b), newClient(t, c)
+
+	apply(t, ac, exportYAML("orders", "b", "order", "", "")+"---\n"+exportYAML("orders-audit", "b", "order", "OrderPlaced", "customer"))
+	apply(t, bc, linkYAML("from-a", "a", a.LeafURL(), "orders", `  aggregate: "'invoice'"
+  type: "'InvoiceRequested'"
+  data: "{order: event.id, amount: data.total}"
+`)+"---\n"+linkYAML("audit-from-a", "a", a.LeafURL(), "orders-audit", `  aggregate: "'audit'"
+`)+"---\n"+exportYAML("invoices", "c", "invoice", "", ""))
+	apply(t, cc, linkYAML("from-b", "b", b.LeafURL(), "invoices", `  aggregate: "'shipment'"
+  type: "'ShipmentRequested'"
+  data: "merge(data, {via: event.source})"
+`)+"---\n"+exportYAML("shipments", "a", "shipment", "", ""))
+	apply(t, ac, linkYAML("from-c", "c", c.LeafURL(), "shipments", `  aggregate: "'delivery'"
+`))
+	const n = 50
+	placeOrders(t, ac, 0, n)
+
+	checkExactlyOnce(t, waitCategory(t, bc, "invoice", n), n)
+	checkExactlyOnce(t, waitCategory(t, bc, "audit", n), n)
+	shipments := waitCategory(t, cc, "shipment", n)
+	checkExactlyOnce(t, shipments, n)
+	deliveries := waitCategory(t, ac, "delivery", n)
+	checkExactlyOnce(t, deliveries, n)
+
+	// The chain: a's order became b's invoice became c's shipment, and the
+	// shipment came back to a with the path it took.
+	if p := shipments[0].Origin.Path; p != "a,b" {
+		t.Fatalf("shipment path %q, want a,b", p)
+	}
+	if p := deliveries[0].Origin.Path; p != "a,b,c" {
+		t.Fatalf("delivery path %q, want a,b,c", p)
+	}
+	var d map[string]any
+	if err := json.Unmarshal(shipments[0].Data, &d); err != nil || d["order"] != "o-0" || d["amount"] != 10.0 {
+		t.Fatalf("shipment data %s: %v", shipments[0].Data, err)
+	}
+	// Audit events had their customer redacted by a.
+	audits, _ := readCategory(bc, "audit")
+	if strings.Contains(string(audits[0].Data), "customer") {
+		t.Fatalf("audit carries the redacted customer: %s", audits[0].Data)
+	}
+	// Exact counts everywhere: nothing captured across domains.
+	for _, tc := range []struct {
+		c         *client.Client
+		aggregate string
+		want      int
+	}{{ac, "order", n}, {bc, "order", 0}, {cc, "order", 0}, {cc, "invoice", 0}, {ac, "invoice", 0}, {ac, "shipment", 0}, {bc, "delivery", 0}} {
+		evs, err := readCategory(tc.c, tc.aggregate)
+		if err != nil || len(evs) != tc.want {
+			t.Fatalf("%s events: %d (%v), want %d", tc.aggregate, len(evs), err, tc.want)
+		}
+	}
+	// a reloaded its server to link to c after it began serving b: its
+	// catalog for b still answers, with both exports granted to b.
+	cat, err := bc.CatalogMesh()
+	if err != nil || len(cat.Mesh) != 1 || cat.Mesh[0].Error != "" || len(cat.Mesh[0].Exports) != 2 {
+		t.Fatalf("b's mesh catalog: %+v, %v", cat, err)
+	}
+	// Every node keeps both of its leafnode connections (one in, one out).
+	for _, nd := range []*node.Node{a, b, c} {
+		if got := nd.Server().NumLeafNodes(); got != 2 {
+			t.Fatalf("node %s has %d leafnode connections, want 2", nd.Name(), got)
+		}
 	}
 }

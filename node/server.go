@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -47,7 +48,9 @@ func serverOptions(cfg Config, keys *nodeKeys) (*server.Options, error) {
 			// the node's own account (see meshAccounts).
 			AllowedConnectionTypes: connectionTypes(connStandard, connWebsocket, connInProcess)}},
 	}
-	meshAccounts(cfg, keys, opts)
+	if err := meshAccounts(cfg, keys, opts); err != nil {
+		return nil, err
+	}
 	if cfg.HTTP != "" {
 		opts.HTTPHost, opts.HTTPPort, err = splitHostPort(cfg.HTTP)
 		if err != nil {
@@ -108,9 +111,34 @@ func exportAccount(peer string) string { return exportAccountPrefix + peer }
 func peerAccount(peer string) string   { return peerAccountPrefix + peer }
 
 // meshAccounts adds each peer's accounts and users to opts.
-func meshAccounts(cfg Config, keys *nodeKeys, opts *server.Options) {
-	for _, peer := range sortedPeers(cfg) {
-		exp, imp := server.NewAccount(exportAccount(peer)), server.NewAccount(peerAccount(peer))
+func meshAccounts(cfg Config, keys *nodeKeys, opts *server.Options) error {
+	peers := sortedPeers(cfg)
+	if len(peers) == 0 {
+		return nil
+	}
+	// Accounts come from config text: it is the one way to mark an account
+	// for JetStream in the options, which a reload (adding leafnode remotes
+	// for links) copies onto the live accounts. An account enabled only at
+	// run time would have JetStream turned off by the first reload.
+	var conf strings.Builder
+	conf.WriteString("accounts {\n")
+	for _, peer := range peers {
+		fmt.Fprintf(&conf, "  %q: { jetstream: enabled }\n  %q: {}\n", exportAccount(peer), peerAccount(peer))
+	}
+	conf.WriteString("}\n")
+	parsed := &server.Options{}
+	if err := parsed.ProcessConfigString(conf.String()); err != nil {
+		return fmt.Errorf("mesh accounts: %w", err)
+	}
+	byName := map[string]*server.Account{}
+	for _, a := range parsed.Accounts {
+		byName[a.Name] = a
+	}
+	for _, peer := range peers {
+		exp, imp := byName[exportAccount(peer)], byName[peerAccount(peer)]
+		if exp == nil || imp == nil {
+			return fmt.Errorf("mesh accounts: %s missing from the parsed config", peer)
+		}
 		opts.Accounts = append(opts.Accounts, exp, imp)
 		opts.Nkeys = append(opts.Nkeys,
 			&server.NkeyUser{Nkey: keys.account(exp.Name).pub, Account: exp, AllowedConnectionTypes: inProcessOnly()},
@@ -121,6 +149,7 @@ func meshAccounts(cfg Config, keys *nodeKeys, opts *server.Options) {
 			Permissions:            peerPermissions(cfg),
 		})
 	}
+	return nil
 }
 
 // peerPermissions is what a peer's leafnode may send into its export
