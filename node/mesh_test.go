@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -361,4 +363,173 @@ func TestMeshTopologies(t *testing.T) {
 			t.Fatalf("node %s has %d leafnode connections, want 2", nd.Name(), got)
 		}
 	}
+}
+
+// proxy is a TCP proxy the test can cut and restore, to break a link.
+type proxy struct {
+	t      testing.TB
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newProxy(t testing.TB, target string) *proxy {
+	p := &proxy{t: t, target: target}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+// cut closes the listener and every connection through it.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// restore listens again on the same address.
+func (p *proxy) restore() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("proxy listen again: %v", err)
+	}
+	p.serve(ln)
+}
+
+func linkStatus(t testing.TB, c *client.Client, name string) node.LinkStatus {
+	t.Helper()
+	st, err := c.Mesh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range st.Links {
+		if l.Name == name {
+			return l
+		}
+	}
+	t.Fatalf("no link %s in %+v", name, st.Links)
+	return node.LinkStatus{}
+}
+
+// TestMeshLinkSurvivesCuts cuts the link with a proxy while the owner keeps
+// appending, then restores it: every event arrives once, in order.
+func TestMeshLinkSurvivesCuts(t *testing.T) {
+	orders := startNode(t, meshConfig(t, "orders", "billing"))
+	billing := startNode(t, meshConfig(t, "billing", "orders"))
+	oc, bc := newClient(t, orders), newClient(t, billing)
+	p := newProxy(t, strings.TrimPrefix(orders.LeafURL(), "nats-leaf://"))
+	apply(t, oc, exportYAML("all-orders", "billing", "order", "", ""))
+	apply(t, bc, linkYAML("orders-in", "orders", "nats-leaf://"+p.addr, "all-orders", ""))
+
+	placeOrders(t, oc, 0, 100)
+	waitCategory(t, bc, "order", 100)
+	for round := 1; round <= 2; round++ {
+		p.cut()
+		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if l := linkStatus(t, bc, "orders-in"); l.Connected {
+				return errors.New("link still connected")
+			}
+			return nil
+		})
+		placeOrders(t, oc, 100*round, 100)
+		p.restore()
+		checkExactlyOnce(t, waitCategory(t, bc, "order", 100*(round+1)), 100*(round+1))
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if l := linkStatus(t, bc, "orders-in"); !l.Connected || l.LagEvents != 0 || l.OriginSeq != 300 || l.OwnerHeadSeq != 300 {
+			return fmt.Errorf("link status: %+v", l)
+		}
+		return nil
+	})
+}
+
+// freeLeafListen returns a loopback address with a port free now, so a
+// restarted node listens where its peers expect it.
+func freeLeafListen(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestMeshRestarts restarts the owner, then the recipient, while a link
+// imports: nothing is lost or imported twice.
+func TestMeshRestarts(t *testing.T) {
+	ocfg := meshConfig(t, "orders", "billing")
+	ocfg.LeafListen = freeLeafListen(t)
+	bcfg := meshConfig(t, "billing", "orders")
+	orders := startNode(t, ocfg)
+	billing := startNode(t, bcfg)
+	oc, bc := newClient(t, orders), newClient(t, billing)
+	apply(t, oc, exportYAML("all-orders", "billing", "order", "", ""))
+	apply(t, bc, linkYAML("orders-in", "orders", orders.LeafURL(), "all-orders", `  data: "merge(data, {imported: true})"
+`))
+	placeOrders(t, oc, 0, 1000)
+	// The owner stops while the link imports, and comes back.
+	checkFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if l := linkStatus(t, bc, "orders-in"); l.Imported == 0 {
+			return errors.New("nothing imported yet")
+		}
+		return nil
+	})
+	if err := orders.Close(); err != nil {
+		t.Fatal(err)
+	}
+	orders = startNode(t, ocfg)
+	oc = newClient(t, orders)
+	placeOrders(t, oc, 1000, 500)
+	// The recipient stops while it imports, and comes back.
+	checkFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if l := linkStatus(t, bc, "orders-in"); l.OriginSeq <= 1000 {
+			return fmt.Errorf("at origin seq %d", l.OriginSeq)
+		}
+		return nil
+	})
+	if err := billing.Close(); err != nil {
+		t.Fatal(err)
+	}
+	placeOrders(t, oc, 1500, 500)
+	billing = startNode(t, bcfg)
+	bc = newClient(t, billing)
+	checkExactlyOnce(t, waitCategory(t, bc, "order", 2000), 2000)
 }

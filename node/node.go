@@ -202,7 +202,7 @@ func (n *Node) PeerConn(peer string, opts ...nats.Option) (*nats.Conn, error) {
 
 // LeafURL is the leafnode URL peers link to, or "" if leaf_listen is off.
 func (n *Node) LeafURL() string {
-	if n.opts == nil || n.cfg.LeafListen == "" {
+	if n.leafPort <= 0 || n.cfg.LeafListen == "" {
 		return ""
 	}
 	host, _, _ := splitHostPort(n.cfg.LeafListen)

@@ -62,6 +62,9 @@ func serverOptions(cfg Config, keys *nodeKeys) (*server.Options, error) {
 		if err != nil {
 			return nil, fmt.Errorf("leaf_listen: %w", err)
 		}
+		// Peers reach this node at the URL of their Link resources (maybe
+		// through a proxy), never at addresses the server would gossip.
+		opts.LeafNode.NoAdvertise = true
 	}
 	return opts, nil
 }
