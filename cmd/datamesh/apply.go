@@ -52,6 +52,10 @@ func newApplyCmd() *cobra.Command {
 					if res.Aggregate != "" {
 						name = res.Aggregate + "." + res.Name
 					}
+					if res.Version == 0 { // exports and links have no version
+						fmt.Fprintf(cmd.OutOrStdout(), "%s/%s %s\n", strings.ToLower(res.Kind), name, res.Status)
+						continue
+					}
 					fmt.Fprintf(cmd.OutOrStdout(), "%s/%s v%d %s\n", strings.ToLower(res.Kind), name, res.Version, res.Status)
 				}
 				if wait || prom {

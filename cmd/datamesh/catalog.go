@@ -12,14 +12,21 @@ import (
 )
 
 func newCatalogCmd() *cobra.Command {
-	var cf clientFlags
+	var (
+		cf       clientFlags
+		withMesh bool
+	)
 	cmd := &cobra.Command{
 		Use:   "catalog",
-		Short: "Print the node's catalog: its event types and their contracts",
+		Short: "Print the node's catalog: event types, projections, exports, links (--mesh: the linked peers' catalogs)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cf.with(func(c *client.Client) error {
-				cat, err := c.Catalog()
+				get := c.Catalog
+				if withMesh {
+					get = c.CatalogMesh
+				}
+				cat, err := get()
 				if err != nil {
 					return err
 				}
@@ -35,19 +42,73 @@ func newCatalogCmd() *cobra.Command {
 				if err := tw.Flush(); err != nil {
 					return err
 				}
-				if len(cat.Projections) == 0 {
-					return nil
+				out := cmd.OutOrStdout()
+				if len(cat.Projections) > 0 {
+					fmt.Fprintln(out)
+					tw = newTable(out)
+					fmt.Fprintln(tw, "PROJECTION\tVERSION\tQUERY\tINDEXES\tDESCRIPTION")
+					for _, p := range cat.Projections {
+						fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", p.Name, p.Version, p.Subject, strings.Join(slices.Sorted(maps.Keys(p.Indexes)), ","), p.Description)
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
 				}
-				fmt.Fprintln(cmd.OutOrStdout())
-				tw = newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "PROJECTION\tVERSION\tQUERY\tINDEXES\tDESCRIPTION")
-				for _, p := range cat.Projections {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", p.Name, p.Version, p.Subject, strings.Join(slices.Sorted(maps.Keys(p.Indexes)), ","), p.Description)
+				if len(cat.Exports) > 0 {
+					fmt.Fprintln(out)
+					tw = newTable(out)
+					fmt.Fprintln(tw, "EXPORT\tTO\tAGGREGATES\tTYPES\tREDACT")
+					for _, e := range cat.Exports {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, strings.Join(e.To, ","), strings.Join(e.Aggregates, ","), orAll(e.Types), strings.Join(e.Redact, ","))
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
 				}
-				return tw.Flush()
+				if len(cat.Links) > 0 {
+					fmt.Fprintln(out)
+					tw = newTable(out)
+					fmt.Fprintln(tw, "LINK\tPEER\tEXPORT\tURL")
+					for _, l := range cat.Links {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.Name, l.Peer, l.Export, l.URL)
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
+				}
+				for _, pc := range cat.Mesh {
+					fmt.Fprintf(out, "\npeer %s", pc.Node)
+					if pc.Error != "" {
+						fmt.Fprintf(out, ": %s\n", pc.Error)
+						continue
+					}
+					fmt.Fprintln(out)
+					tw = newTable(out)
+					fmt.Fprintln(tw, "EXPORT\tAGGREGATE\tTYPE\tVERSION\tREDACTED\tDESCRIPTION")
+					for _, e := range pc.Exports {
+						if len(e.EventTypes) == 0 {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t-\t%s\t(no contract)\n", e.Name, strings.Join(e.Aggregates, ","), orAll(e.Types), strings.Join(e.Redact, ","))
+						}
+						for _, t := range e.EventTypes {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.Name, t.Aggregate, t.Type, t.Version, strings.Join(e.Redact, ","), t.Description)
+						}
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
+				}
+				return nil
 			})
 		},
 	}
 	cf.register(cmd)
+	cmd.Flags().BoolVar(&withMesh, "mesh", false, "also show what each linked peer exports to this node (its event types and contracts)")
 	return cmd
+}
+
+func orAll(types []string) string {
+	if len(types) == 0 {
+		return "(all)"
+	}
+	return strings.Join(types, ",")
 }

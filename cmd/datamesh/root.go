@@ -36,6 +36,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newQueryCmd(),
 		newStatusCmd(),
 		newProjectionCmd(),
+		newLinkCmd(),
 		newBenchCmd(),
 	)
 	return root

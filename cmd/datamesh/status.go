@@ -20,7 +20,7 @@ func newStatusCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show every projection version: state, progress, lag, rate, size, errors",
+		Short: "Show every projection version, link and export: state, progress, lag, rate, errors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cf.with(func(c *client.Client) error {
@@ -29,8 +29,15 @@ func newStatusCmd() *cobra.Command {
 					if err != nil {
 						return err
 					}
+					m, err := c.Mesh()
+					if err != nil {
+						return err
+					}
 					if cf.json {
-						if err := printJSON(cmd.OutOrStdout(), r); err != nil {
+						if err := printJSON(cmd.OutOrStdout(), struct {
+							*node.ProjectionsReply
+							*node.MeshStatus
+						}{r, m}); err != nil {
 							return err
 						}
 					} else {
@@ -38,6 +45,9 @@ func newStatusCmd() *cobra.Command {
 							fmt.Fprint(cmd.OutOrStdout(), "\033[H\033[2J")
 						}
 						if err := printStatus(cmd.OutOrStdout(), r); err != nil {
+							return err
+						}
+						if err := printMesh(cmd.OutOrStdout(), m); err != nil {
 							return err
 						}
 					}
@@ -76,6 +86,41 @@ func printStatus(w io.Writer, r *node.ProjectionsReply) error {
 			eta, s.Documents, bytesText(s.FileBytes), s.DeadLetters, s.LastError)
 	}
 	return tw.Flush()
+}
+
+// printMesh prints the links and exports tables, when there are any.
+func printMesh(w io.Writer, m *node.MeshStatus) error {
+	if len(m.Links) > 0 {
+		fmt.Fprintln(w)
+		tw := newTable(w)
+		fmt.Fprintln(tw, "LINK\tPEER\tEXPORT\tSTATE\tCONNECTED\tORIGIN SEQ\tOWNER HEAD\tLAG\tLAG(s)\tEVENTS/s\tIMPORTED\tFILTERED\tDEAD\tERROR")
+		for _, l := range m.Links {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%.0f\t%d\t%d\t%d\t%s\n",
+				l.Name, l.Peer, l.Export, l.State, yesNo(l.Connected), l.OriginSeq, l.OwnerHeadSeq, l.LagEvents,
+				l.LagSeconds, l.Rate, l.Imported, l.Filtered, l.DeadLetters, l.LastError)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(m.Exports) > 0 {
+		fmt.Fprintln(w)
+		tw := newTable(w)
+		fmt.Fprintln(tw, "EXPORT\tPEER\tSTATE\tCONNECTED\tEXPORTED SEQ\tHEAD\tSTREAM SEQ\tPEER READ\tERROR")
+		for _, e := range m.Exports {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
+				e.Name, e.Peer, e.State, yesNo(e.Connected), e.ExportedSeq, e.Head, e.StreamSeq, e.ReadSeq, e.LastError)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 func bytesText(n int64) string {
@@ -138,6 +183,28 @@ func newProjectionCmd() *cobra.Command {
 			}
 			return fmt.Sprintf("projection %s: v%d retired", r.Name, r.Version), nil
 		}))
+	return cmd
+}
+
+func newLinkCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "link", Short: "Manage mesh links"}
+	var cf clientFlags
+	retry := &cobra.Command{
+		Use:   "retry NAME",
+		Short: "Restart a failed link from its checkpoint",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cf.with(func(c *client.Client) error {
+				if err := c.RetryLink(args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "link %s restarted from its checkpoint\n", args[0])
+				return nil
+			})
+		},
+	}
+	cf.register(retry)
+	cmd.AddCommand(retry)
 	return cmd
 }
 
