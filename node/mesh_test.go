@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
 )
@@ -532,4 +533,36 @@ func TestMeshRestarts(t *testing.T) {
 	billing = startNode(t, bcfg)
 	bc = newClient(t, billing)
 	checkExactlyOnce(t, waitCategory(t, bc, "order", 2000), 2000)
+}
+
+// TestMeshNativeTransformer: a transformer written in Go replaces a link's
+// expressions.
+func TestMeshNativeTransformer(t *testing.T) {
+	orders := startNode(t, meshConfig(t, "orders", "billing"))
+	oc := newClient(t, orders)
+	billing, err := node.New(meshConfig(t, "billing", "orders"), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := billing.RegisterTransformer("native-in", meshlink.TransformFunc(func(in meshlink.Event) (meshlink.Event, bool, error) {
+		total := in.Data.(map[string]any)["total"].(float64)
+		in.Aggregate, in.Type = "invoice", "InvoiceRequested"
+		in.Data = map[string]any{"amount": total * 2, "from": in.Node}
+		return in, total >= 15, nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := billing.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { billing.Close() })
+	bc := newClient(t, billing)
+	apply(t, oc, exportYAML("all", "billing", "order", "", ""))
+	apply(t, bc, linkYAML("native-in", "orders", orders.LeafURL(), "all", ""))
+	placeOrders(t, oc, 0, 10) // totals 10..19: five pass
+	evs := waitCategory(t, bc, "invoice", 5)
+	checkExactlyOnce(t, evs, 5)
+	if string(evs[0].Data) != `{"amount":30,"from":"orders"}` {
+		t.Fatalf("native transform gave %s", evs[0].Data)
+	}
 }
