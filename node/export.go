@@ -131,6 +131,8 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 		DenyDelete:  true,
 		DenyPurge:   true,
 		AllowDirect: true,
+		// Copies are written as atomic batches: one fsync per batch.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return fmt.Errorf("export stream: %w", err)
@@ -183,17 +185,20 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		if last, err = w.copy(ojs, msgs, last); err != nil {
+		if last, err = w.copy(ctx, ojs, out, msgs, last); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// copy publishes the selected messages to the export stream, pipelined,
-// and waits for every ack. It returns the stream's new last seq.
-func (w *exportWorker) copy(js jetstream.JetStream, msgs []jetstream.Msg, last uint64) (uint64, error) {
-	var futs []jetstream.PubAckFuture
+// copy writes the selected messages to the export stream as atomic
+// batches (one fsync each in fsync mode, where single publishes would be
+// fsynced one by one) and returns the stream's new last seq. The first
+// message of each batch expects the stream's last seq, so this worker stays
+// the stream's only writer and a failed write leaves no gap.
+func (w *exportWorker) copy(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, msgs []jetstream.Msg, last uint64) (uint64, error) {
+	var batch []pendingImport
 	var exported uint64
 	for _, msg := range msgs {
 		md, err := msg.Metadata()
@@ -212,20 +217,21 @@ func (w *exportWorker) copy(js jetstream.JetStream, msgs []jetstream.Msg, last u
 		if err != nil {
 			return last, fmt.Errorf("event %d: %w", ev.Seq, err)
 		}
-		out.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
-		fut, err := js.PublishMsgAsync(out)
-		if err != nil {
-			return last, err
-		}
-		futs = append(futs, fut)
-		last++
+		batch = append(batch, pendingImport{msg: out})
 	}
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
+	for len(batch) > 0 {
+		k, size := 0, 0
+		for k < len(batch) && k < maxGroup && (k == 0 || size+len(batch[k].msg.Data) <= maxGroupBytes) {
+			size += len(batch[k].msg.Data)
+			k++
+		}
+		batch[0].msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
+		seq, err := appendAtomic(ctx, js, nc, batch[:k])
+		if err != nil {
 			return last, fmt.Errorf("export stream refused a copy: %w", err)
 		}
+		last = seq
+		batch = batch[k:]
 	}
 	w.mu.Lock()
 	w.exported, w.streamSeq = exported, last

@@ -111,7 +111,11 @@ type linkWorker struct {
 	dead       uint64
 	lastError  string
 	failedAt   uint64
+	savedAt    time.Time // of the checkpoint; only the worker's goroutine uses it
 }
+
+// checkpointEvery bounds how often a link writes its checkpoint.
+const checkpointEvery = 250 * time.Millisecond
 
 // startLink starts a worker for l. m.mu must be held.
 func (m *mesh) startLink(l *meshlink.Link) (*linkWorker, error) {
@@ -321,10 +325,15 @@ func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc
 	if err := w.commit(ctx, js, nc, pending, &cp); err != nil {
 		return err
 	}
-	if err := w.save(ctx, cp); err != nil {
-		return err
-	}
 	now := time.Now()
+	// The checkpoint is written at most every checkpointEvery (each write
+	// is an fsync): recover finds the batches appended since in the log.
+	if now.Sub(w.savedAt) >= checkpointEvery || dead > 0 {
+		if err := w.save(ctx, cp); err != nil {
+			return err
+		}
+		w.savedAt = now
+	}
 	w.mu.Lock()
 	w.cp = cp
 	w.imported += uint64(len(pending))

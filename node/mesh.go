@@ -536,7 +536,12 @@ func fetch(cons jetstream.Consumer, max int) ([]jetstream.Msg, error) {
 	if err != nil || len(msgs) > 0 {
 		return msgs, err
 	}
-	return collect(cons.Fetch(1, jetstream.FetchMaxWait(meshWait)))
+	if msgs, err = collect(cons.Fetch(1, jetstream.FetchMaxWait(meshWait))); err != nil || len(msgs) == 0 {
+		return msgs, err
+	}
+	// Whatever arrived with the first one comes in the same batch.
+	more, err := collect(cons.FetchNoWait(max - 1))
+	return append(msgs, more...), err
 }
 
 // rate measures events per second over windows of a few seconds.

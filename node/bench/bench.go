@@ -96,6 +96,7 @@ func startEnv(ctx context.Context, o Options, durability string) (*env, error) {
 	cfg.DataDir = dir
 	cfg.Listen = "127.0.0.1:-1"
 	cfg.HTTP = ""
+	cfg.LeafListen = ""
 	cfg.Durability = durability
 	cfg.AppendDelay = o.AppendDelay
 	return startEnvAt(ctx, o, cfg)
@@ -177,7 +178,11 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		}
 	}
 	if want("link") {
-		results = append(results, Result{Name: "link", Unit: "events/s", Note: "not measured: mesh links are not built yet"})
+		r, err := runLink(ctx, o)
+		if err != nil {
+			return results, fmt.Errorf("link scenario: %w", err)
+		}
+		results = append(results, r)
 	}
 	return results, nil
 }

@@ -184,7 +184,7 @@ func runProjections(ctx context.Context, o Options, want func(string) bool) ([]R
 	}
 	if want("start-up") {
 		cfg := node.DefaultConfig()
-		cfg.Name, cfg.DataDir, cfg.Listen, cfg.HTTP = "bench", e.dir, "127.0.0.1:-1", ""
+		cfg.Name, cfg.DataDir, cfg.Listen, cfg.HTTP, cfg.LeafListen = "bench", e.dir, "127.0.0.1:-1", "", ""
 		e.stop(false)
 		t0 := time.Now()
 		e2, err := startEnvAt(ctx, o, cfg)

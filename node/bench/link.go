@@ -1,0 +1,197 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/datamesh/datamesh/node"
+)
+
+const (
+	linkSecret = "bench-link-secret"
+	linkExport = `kind: Export
+name: bench-orders
+to: [recipient]
+aggregates: [order]
+`
+	linkSpec = `kind: Link
+name: bench-link
+peer: owner
+url: %s
+export: bench-orders
+transform:
+  filter: "data.total >= 0"
+  type: "'InvoiceRequested'"
+  aggregate: "'invoice'"
+  data: "{order: event.id, amount: data.total, customer: data.customer}"
+`
+)
+
+// startMeshEnv starts a node named name that shares events with peer.
+func startMeshEnv(ctx context.Context, o Options, name, peer string) (*env, error) {
+	dir, err := os.MkdirTemp("", "datamesh-bench-*")
+	if err != nil {
+		return nil, err
+	}
+	cfg := node.DefaultConfig()
+	cfg.Name, cfg.DataDir, cfg.Listen, cfg.HTTP, cfg.LeafListen = name, dir, "127.0.0.1:-1", "", "127.0.0.1:-1"
+	cfg.Peers = map[string]node.Peer{peer: {Secret: linkSecret}}
+	return startEnvAt(ctx, o, cfg)
+}
+
+// runLink measures a transforming link between two nodes on loopback:
+// events/s while the recipient catches up with events already exported
+// (against the recipient's own pipelined appends, the raw figure), then
+// the lag of each event (owner append sent → transformed event stored on
+// the recipient) under a steady load.
+func runLink(ctx context.Context, o Options) (Result, error) {
+	r := Result{Name: "link", Unit: "events/s", Target: "ratio >= 0.5"}
+	owner, err := startMeshEnv(ctx, o, "owner", "recipient")
+	if err != nil {
+		return r, err
+	}
+	defer owner.stop(true)
+	rec, err := startMeshEnv(ctx, o, "recipient", "owner")
+	if err != nil {
+		return r, err
+	}
+	defer rec.stop(true)
+	if _, err := owner.c.Apply([]byte(benchContract+"---\n"+linkExport), false); err != nil {
+		return r, err
+	}
+	n, inflight := o.Sizes.Pipelined, o.Sizes.InFlight
+	appendTo := func(prefix string) func(i int) *nats.Msg {
+		return func(i int) *nats.Msg {
+			m := nats.NewMsg(node.SubjectAppend + ".order." + prefix + strconv.Itoa(i%1000))
+			m.Header.Set(node.HeaderType, "OrderPlaced")
+			m.Data = payload(i)
+			return m
+		}
+	}
+	// Raw: the recipient's own pipelined appends, same payloads.
+	rawTook, err := pipeline(rec.nc, n, inflight, appendTo("r-"))
+	if err != nil {
+		return r, fmt.Errorf("raw appends: %w", err)
+	}
+	r.Raw = float64(n) / rawTook.Seconds()
+	// The owner's log holds n events; the link then imports them all.
+	if _, err := pipeline(owner.nc, n, inflight, appendTo("o-")); err != nil {
+		return r, fmt.Errorf("owner appends: %w", err)
+	}
+	if err := waitExported(ctx, owner, uint64(n)); err != nil {
+		return r, err
+	}
+	t0 := time.Now()
+	if _, err := rec.c.Apply(fmt.Appendf(nil, linkSpec, owner.node.LeafURL()), false); err != nil {
+		return r, err
+	}
+	if err := waitImported(ctx, rec, uint64(n)); err != nil {
+		return r, err
+	}
+	r.Value = float64(n) / time.Since(t0).Seconds()
+	r.Ratio = r.Value / r.Raw
+	r.check(false, 0.5, r.Ratio)
+
+	// Lag under a steady load of LiveRate events/s.
+	total := max(1, int(float64(o.Sizes.LiveRate)*o.Sizes.LiveSecs))
+	sent := make([]time.Time, total)
+	lags := make([]time.Duration, 0, total)
+	var mu sync.Mutex
+	done := make(chan struct{})
+	sub, err := rec.nc.Subscribe("evt.invoice.>", func(m *nats.Msg) {
+		seq, err := strconv.ParseUint(m.Header.Get(node.HeaderOriginSeq), 10, 64)
+		i := int(seq) - n - 1
+		if err != nil || i < 0 || i >= total {
+			return
+		}
+		mu.Lock()
+		lags = append(lags, time.Since(sent[i]))
+		if len(lags) == total {
+			close(done)
+		}
+		mu.Unlock()
+	})
+	if err != nil {
+		return r, err
+	}
+	defer sub.Unsubscribe()
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := rec.nc.Flush(); err != nil {
+		return r, err
+	}
+	every := time.Second / time.Duration(o.Sizes.LiveRate)
+	start := time.Now()
+	for i := range total {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		m := appendTo("l-")(i)
+		mu.Lock()
+		sent[i] = time.Now()
+		mu.Unlock()
+		if err := owner.nc.PublishMsg(m); err != nil { // no reply needed: the lag is measured on arrival
+			return r, err
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		return r, fmt.Errorf("link lag: %d of %d events arrived", len(lags), total)
+	case <-ctx.Done():
+		return r, ctx.Err()
+	}
+	mu.Lock()
+	slices.Sort(lags)
+	p50, p99 := percentile(lags, 50), percentile(lags, 99)
+	mu.Unlock()
+	r.Note = fmt.Sprintf("catch-up of %d events through a transform (filter, type, aggregate, data); steady lag at %d events/s: p50 %.1f ms, p99 %.1f ms; raw: the recipient's own pipelined appends",
+		n, o.Sizes.LiveRate, float64(p50.Microseconds())/1000, float64(p99.Microseconds())/1000)
+	return r, nil
+}
+
+func waitExported(ctx context.Context, e *env, n uint64) error {
+	return pollStatus(ctx, func() (bool, error) {
+		st, err := e.c.Mesh()
+		if err != nil || len(st.Exports) == 0 {
+			return false, err
+		}
+		return st.Exports[0].StreamSeq >= n, nil
+	})
+}
+
+func waitImported(ctx context.Context, e *env, n uint64) error {
+	return pollStatus(ctx, func() (bool, error) {
+		st, err := e.c.Mesh()
+		if err != nil || len(st.Links) == 0 {
+			return false, err
+		}
+		if st.Links[0].State == node.LinkFailed {
+			return false, fmt.Errorf("link failed: %s", st.Links[0].LastError)
+		}
+		return st.Links[0].Imported >= n, nil
+	})
+}
+
+// pollStatus polls cond every 5 ms for up to 10 minutes.
+func pollStatus(ctx context.Context, cond func() (bool, error)) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
