@@ -226,7 +226,7 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 	w.mu.Lock()
 	w.state, w.lastError = LinkImporting, ""
 	w.mu.Unlock()
-	var headAt time.Time
+	var headAt, idleSince time.Time
 	for ctx.Err() == nil {
 		if time.Since(headAt) >= time.Second {
 			w.refreshHead(ctx, st)
@@ -237,8 +237,21 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 			return err
 		}
 		if len(msgs) == 0 {
+			// The owner restarted and lost the consumer, or the link came
+			// back: if the export has more and nothing comes, start over.
+			w.mu.Lock()
+			behind := w.exportHead > w.cp.ExportSeq
+			w.mu.Unlock()
+			if !behind {
+				idleSince = time.Time{}
+			} else if idleSince.IsZero() {
+				idleSince = time.Now()
+			} else if time.Since(idleSince) > 2*meshWait {
+				return errors.New("the export has new events but none arrive: reading it again")
+			}
 			continue
 		}
+		idleSince = time.Time{}
 		if err := w.importBatch(ctx, ljs, local, msgs); err != nil {
 			return err
 		}
