@@ -144,12 +144,8 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 	last := info.State.LastSeq
 	var resume uint64
 	if last > 0 {
-		raw, err := st.GetMsg(ctx, last)
-		if err != nil {
+		if resume, err = originSeqAt(ctx, out, "$JS.API", exportStreamName(w.spec.Name), last); err != nil {
 			return fmt.Errorf("read the last exported event: %w", err)
-		}
-		if resume, err = strconv.ParseUint(raw.Header.Get(HeaderOriginSeq), 10, 64); err != nil {
-			return fmt.Errorf("the export stream's last message has no %s", HeaderOriginSeq)
 		}
 	}
 	w.mu.Lock()

@@ -229,7 +229,7 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 	var headAt, idleSince time.Time
 	for ctx.Err() == nil {
 		if time.Since(headAt) >= time.Second {
-			w.refreshHead(ctx, st)
+			w.refreshHead(ctx, remote, st)
 			headAt = time.Now()
 		}
 		msgs, err := fetch(cons, meshBatch)
@@ -260,7 +260,7 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 }
 
 // refreshHead reads the export stream's head, for lag.
-func (w *linkWorker) refreshHead(ctx context.Context, st jetstream.Stream) {
+func (w *linkWorker) refreshHead(ctx context.Context, nc *nats.Conn, st jetstream.Stream) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	info, err := st.Info(ctx)
@@ -270,9 +270,7 @@ func (w *linkWorker) refreshHead(ctx context.Context, st jetstream.Stream) {
 	head := info.State.LastSeq
 	var owner uint64
 	if head > 0 {
-		if raw, err := st.GetMsg(ctx, head); err == nil {
-			owner, _ = strconv.ParseUint(raw.Header.Get(HeaderOriginSeq), 10, 64)
-		}
+		owner, _ = originSeqAt(ctx, nc, "$JS."+w.spec.Peer+".API", exportStreamName(w.spec.Export), head)
 	}
 	w.mu.Lock()
 	w.exportHead, w.ownerHead = head, owner

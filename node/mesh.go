@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -570,4 +571,25 @@ func (r *rate) perSecond(now time.Time) float64 {
 		return 0
 	}
 	return r.last
+}
+
+// originSeqAt reads the Dm-Origin-Seq header of message seq of an export
+// stream with a direct get. api is the JetStream API prefix ("$JS.API", or
+// "$JS.<domain>.API" across a leafnode). max_bytes is set because without
+// it nats-server reads its options unlocked, which races with the reloads
+// that links make.
+func originSeqAt(ctx context.Context, nc *nats.Conn, api, stream string, seq uint64) (uint64, error) {
+	body := fmt.Appendf(nil, `{"seq":%d,"max_bytes":%d}`, seq, 1<<20)
+	resp, err := nc.RequestWithContext(ctx, api+".DIRECT.GET."+stream, body)
+	if err != nil {
+		return 0, err
+	}
+	if st := resp.Header.Get("Status"); st != "" {
+		return 0, fmt.Errorf("direct get %s %d: %s %s", stream, seq, st, resp.Header.Get("Description"))
+	}
+	v, err := strconv.ParseUint(resp.Header.Get(HeaderOriginSeq), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("message %d of %s has no %s", seq, stream, HeaderOriginSeq)
+	}
+	return v, nil
 }

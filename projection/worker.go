@@ -517,7 +517,9 @@ func (w *Worker) waitFor(ctx context.Context, min uint64) error {
 // [from, upTo] (upTo 0: no bound), using direct gets.
 func (w *Worker) relevantBetween(ctx context.Context, from, upTo uint64) (bool, error) {
 	for _, subj := range w.subjects {
-		body, _ := json.Marshal(map[string]any{"seq": from, "next_by_subj": subj})
+		// max_bytes is set: without it nats-server reads its options
+		// unlocked, which races with a reload (mesh links reload them).
+		body, _ := json.Marshal(map[string]any{"seq": from, "next_by_subj": subj, "max_bytes": 1 << 20})
 		resp, err := w.cfg.Conn.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+w.cfg.Stream, body)
 		if err != nil {
 			return false, fmt.Errorf("%w: %v", ErrNotUpToDate, err)
