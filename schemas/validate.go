@@ -84,6 +84,9 @@ func metaschemaError(err error) error {
 	}
 	var vs []Violation
 	collect(ve, &vs)
+	// The metaschema's errors on different keywords come in map order: sort
+	// them by path, so the message is the same every time.
+	sort.SliceStable(vs, func(i, j int) bool { return vs[i].Path < vs[j].Path })
 	msgs := make([]string, len(vs))
 	for i, v := range vs {
 		msgs[i] = fmt.Sprintf("at %q: %s", v.Path, v.Message)
