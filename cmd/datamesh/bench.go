@@ -77,12 +77,13 @@ func printBench(cmd *cobra.Command, results []bench.Result) {
 	fmt.Fprintf(cmd.OutOrStdout(), "\n(%d cores; ratios compare with raw figures of the same run)\n", cpus())
 }
 
+// trimFloat prints v with two decimals below 100, none above, without
+// trailing zeros after the point (23390 stays 23390: it once printed 2339).
 func trimFloat(v float64) string {
-	s := fmt.Sprintf("%.2f", v)
 	if v >= 100 {
-		s = fmt.Sprintf("%.0f", v)
+		return fmt.Sprintf("%.0f", v)
 	}
-	return strings.TrimSuffix(strings.TrimSuffix(s, "0"), ".0")
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
 }
 
 func cpus() int { return runtime.NumCPU() }

@@ -281,3 +281,11 @@ func TestUpgradeCommands(t *testing.T) {
 		t.Fatalf("status printed\n%s", out)
 	}
 }
+
+func TestTrimFloat(t *testing.T) {
+	for v, want := range map[float64]string{23390: "23390", 100: "100", 64.34: "64.34", 3.5: "3.5", 2: "2", 0.25: "0.25"} {
+		if got := trimFloat(v); got != want {
+			t.Errorf("trimFloat(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
