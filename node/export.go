@@ -216,11 +216,7 @@ func (w *exportWorker) copy(ctx context.Context, js jetstream.JetStream, nc *nat
 		batch = append(batch, pendingImport{msg: out})
 	}
 	for len(batch) > 0 {
-		k, size := 0, 0
-		for k < len(batch) && k < maxGroup && (k == 0 || size+len(batch[k].msg.Data) <= maxGroupBytes) {
-			size += len(batch[k].msg.Data)
-			k++
-		}
+		k := chunkLen(batch)
 		batch[0].msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
 		seq, err := appendAtomic(ctx, js, nc, batch[:k])
 		if err != nil {

@@ -438,11 +438,7 @@ func (w *linkWorker) deadLetter(ctx context.Context, msg jetstream.Msg, seq, ori
 // and records the last local seq in cp.
 func (w *linkWorker) commit(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, pending []pendingImport, cp *linkCheckpoint) error {
 	for len(pending) > 0 {
-		n, size := 0, 0
-		for n < len(pending) && n < maxGroup && (n == 0 || size+len(pending[n].msg.Data) <= maxGroupBytes) {
-			size += len(pending[n].msg.Data)
-			n++
-		}
+		n := chunkLen(pending)
 		seq, err := appendAtomic(ctx, js, nc, pending[:n])
 		if err != nil {
 			return fmt.Errorf("append imported events: %w", err)
@@ -451,6 +447,17 @@ func (w *linkWorker) commit(ctx context.Context, js jetstream.JetStream, nc *nat
 		pending = pending[n:]
 	}
 	return nil
+}
+
+// chunkLen is how many of p go in the next atomic batch: at most maxGroup
+// messages and maxGroupBytes of data (at least one).
+func chunkLen(p []pendingImport) int {
+	n, size := 0, 0
+	for n < len(p) && n < maxGroup && (n == 0 || size+len(p[n].msg.Data) <= maxGroupBytes) {
+		size += len(p[n].msg.Data)
+		n++
+	}
+	return n
 }
 
 // appendAtomic stores msgs as one atomic batch and returns the last seq. A
