@@ -129,7 +129,7 @@ func DecodeExport(doc []byte) (*Export, error) {
 	if err := schemas.DecodeStrict(doc, &e); err != nil {
 		return nil, fmt.Errorf("decode export: %w", err)
 	}
-	return &e, withLines(doc, e.Validate())
+	return &e, e.validate(yamlRoot(doc))
 }
 
 // DecodeLink reads one Link document strictly, validates it and compiles
@@ -139,32 +139,32 @@ func DecodeLink(doc []byte) (*Link, error) {
 	if err := schemas.DecodeStrict(doc, &l); err != nil {
 		return nil, fmt.Errorf("decode link: %w", err)
 	}
-	return &l, withLines(doc, l.Validate())
+	return &l, l.validate(yamlRoot(doc))
 }
 
-// withLines fills the YAML line of each field error.
-func withLines(doc []byte, err error) error {
-	if err == nil {
-		return nil
-	}
+// yamlRoot parses doc for line numbers; nil if it does not parse.
+func yamlRoot(doc []byte) *yaml.Node {
 	var root yaml.Node
 	if yaml.Unmarshal(doc, &root) != nil {
-		return err
+		return nil
 	}
-	var list interface{ Unwrap() []error }
-	if errors.As(err, &list) {
-		for _, e := range list.Unwrap() {
-			var fe *projection.FieldError
-			if errors.As(e, &fe) && fe.Line == 0 {
-				fe.Line = projection.LineOf(&root, fe.Path)
-			}
-		}
-	}
-	return err
+	return &root
 }
 
 type fieldErrors struct {
 	errs []error
+}
+
+// join returns the errors with the YAML line of each field filled in
+// (before they are joined: a joined error's message is fixed).
+func (f *fieldErrors) join(root *yaml.Node) error {
+	for _, e := range f.errs {
+		var fe *projection.FieldError
+		if root != nil && errors.As(e, &fe) && fe.Line == 0 {
+			fe.Line = projection.LineOf(root, fe.Path)
+		}
+	}
+	return errors.Join(f.errs...)
 }
 
 func (f *fieldErrors) add(path, format string, args ...any) {
@@ -188,7 +188,9 @@ func (f *fieldErrors) tokens(path string, list []string, required bool) {
 }
 
 // Validate checks every field.
-func (e *Export) Validate() error {
+func (e *Export) Validate() error { return e.validate(nil) }
+
+func (e *Export) validate(root *yaml.Node) error {
 	var f fieldErrors
 	if e.Kind != KindExport {
 		f.add("kind", "got %q, want %s", e.Kind, KindExport)
@@ -212,7 +214,7 @@ func (e *Export) Validate() error {
 		}
 	}
 	if len(f.errs) > 0 {
-		return fmt.Errorf("export %q: %w", e.Name, errors.Join(f.errs...))
+		return fmt.Errorf("export %q: %w", e.Name, f.join(root))
 	}
 	return nil
 }
@@ -248,7 +250,9 @@ func (e *Export) Selects(aggregate, typ string) bool {
 func (e *Export) Equal(o *Export) bool { return sameJSON(e, o) }
 
 // Validate checks every field and compiles the transform.
-func (l *Link) Validate() error {
+func (l *Link) Validate() error { return l.validate(nil) }
+
+func (l *Link) validate(root *yaml.Node) error {
 	var f fieldErrors
 	if l.Kind != KindLink {
 		f.add("kind", "got %q, want %s", l.Kind, KindLink)
@@ -276,7 +280,7 @@ func (l *Link) Validate() error {
 		f.errs = append(f.errs, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
 	if len(f.errs) > 0 {
-		return fmt.Errorf("link %q: %w", l.Name, errors.Join(f.errs...))
+		return fmt.Errorf("link %q: %w", l.Name, f.join(root))
 	}
 	return nil
 }
