@@ -67,7 +67,7 @@ func (l *eventLog) aggregateSubject(aggregate, id string) string {
 // once JetStream answers. It does not block on the answer, so a single API
 // subscription can keep many appends in flight.
 func (l *eventLog) publish(m *nats.Msg, done func(*jetstream.PubAck, error)) {
-	fut, err := l.js.PublishMsgAsync(m)
+	fut, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(DefaultAppendTimeout))
 	if err != nil {
 		done(nil, err)
 		return

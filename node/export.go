@@ -117,6 +117,8 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 		return err
 	}
 	defer out.Close()
+	// Closing the connections when ctx ends unblocks any request in flight.
+	defer context.AfterFunc(ctx, out.Close)()
 	ojs, err := jetstream.New(out)
 	if err != nil {
 		return err
@@ -157,6 +159,7 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 		return err
 	}
 	defer in.Close()
+	defer context.AfterFunc(ctx, in.Close)()
 	ijs, err := jetstream.New(in)
 	if err != nil {
 		return err
@@ -166,9 +169,10 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 		filters[i] = w.m.n.cfg.SubjectPrefix + "." + a + ".>"
 	}
 	cons, err := ijs.OrderedConsumer(ctx, w.m.n.cfg.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: filters,
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    resume + 1,
+		MaxResetAttempts: fetchResets,
+		FilterSubjects:   filters,
+		DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:      resume + 1,
 	})
 	if err != nil {
 		return fmt.Errorf("read the log: %w", err)

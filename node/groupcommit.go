@@ -124,7 +124,7 @@ func (g *groupCommitter) run() {
 
 // publishWait publishes m to the stream and waits for JetStream's answer.
 func (g *groupCommitter) publishWait(m *nats.Msg) (*jetstream.PubAck, error) {
-	fut, err := g.n.js.PublishMsgAsync(m)
+	fut, err := g.n.js.PublishMsgAsync(m, jetstream.WithStallWait(DefaultAppendTimeout))
 	if err != nil {
 		return nil, err
 	}

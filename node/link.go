@@ -177,6 +177,8 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 		return err
 	}
 	defer local.Close()
+	// Closing the connections when ctx ends unblocks any request in flight.
+	defer context.AfterFunc(ctx, local.Close)()
 	ljs, err := jetstream.New(local)
 	if err != nil {
 		return err
@@ -189,6 +191,7 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 		return err
 	}
 	defer remote.Close()
+	defer context.AfterFunc(ctx, remote.Close)()
 	rjs, err := jetstream.NewWithDomain(remote, w.spec.Peer)
 	if err != nil {
 		return err
@@ -217,8 +220,9 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 		}
 	}
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   cp.ExportSeq + 1,
+		MaxResetAttempts: fetchResets,
+		DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:      cp.ExportSeq + 1,
 	})
 	if err != nil {
 		return fmt.Errorf("read export %s of %s: %w", w.spec.Export, w.spec.Peer, err)
@@ -536,9 +540,10 @@ func (w *linkWorker) recover(ctx context.Context, js jetstream.JetStream) error 
 	}
 	if head > cp.LocalSeq {
 		cons, err := js.OrderedConsumer(ctx, w.m.n.cfg.StreamName, jetstream.OrderedConsumerConfig{
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:   cp.LocalSeq + 1,
-			HeadersOnly:   true,
+			MaxResetAttempts: fetchResets,
+			DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:      cp.LocalSeq + 1,
+			HeadersOnly:      true,
 		})
 		if err != nil {
 			return err

@@ -517,6 +517,13 @@ func backoff(ctx context.Context, attempt int) bool {
 	}
 }
 
+// fetchResets bounds how often one fetch re-creates its consumer. An
+// ordered consumer re-creates the server's consumer on every Fetch, and by
+// default retries that forever (it does not give up even on a closed
+// connection), which once hung a node's Close while a peer was gone. One
+// attempt: the worker's own loop retries, and stops with its context.
+const fetchResets = 1
+
 // fetch returns the next messages of an ordered consumer: what is there at
 // once, else the first to arrive within meshWait (none on timeout).
 func fetch(cons jetstream.Consumer, max int) ([]jetstream.Msg, error) {

@@ -86,7 +86,7 @@ func runAppends(ctx context.Context, o Options, durability string, want func(str
 			m := nats.NewMsg("raw.order.o-" + strconv.Itoa(i%1000) + ".OrderPlaced")
 			m.Header.Set(jetstream.MsgIDHeader, durability+"-"+strconv.Itoa(i))
 			m.Data = payload(i)
-			if _, err := js.PublishMsgAsync(m); err != nil {
+			if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 				return nil, err
 			}
 		}
