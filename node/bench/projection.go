@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,6 +138,10 @@ func runProjections(ctx context.Context, o Options, want func(string) bool) ([]R
 		if err != nil {
 			return nil, err
 		}
+		stopProfile, err := profileCPU(os.Getenv("DATAMESH_BENCH_REBUILD_PROFILE"))
+		if err != nil {
+			return nil, err
+		}
 		t0 := time.Now()
 		if _, err := e.c.Apply(fmt.Appendf(nil, rebuildSpec, "rebuild"), false); err != nil {
 			return nil, err
@@ -144,6 +149,7 @@ func runProjections(ctx context.Context, o Options, want func(string) bool) ([]R
 		if _, err := waitLive(ctx, e.c, "rebuild", head); err != nil {
 			return nil, err
 		}
+		stopProfile()
 		r := Result{Name: "rebuild", Value: float64(events) / time.Since(t0).Seconds(), Unit: "events/s", Raw: rawRate, Target: "ratio >= 0.6",
 			Note: fmt.Sprintf("%d events, 2 indexes, expression handlers; raw: BuntDB sets of ~200 B in transactions of 1000 with 1 JSON index", events)}
 		r.Ratio = r.Value / r.Raw
@@ -378,4 +384,26 @@ func rss() int64 {
 		}
 	}
 	return 0
+}
+
+// profileCPU writes a CPU profile to path until the returned func is
+// called; with an empty path it does nothing. The rebuild scenario uses it
+// (DATAMESH_BENCH_REBUILD_PROFILE=cpu.out) to profile the rebuild alone,
+// without the log fill before it.
+func profileCPU(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
