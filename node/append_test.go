@@ -222,7 +222,7 @@ func testPipelinedAppends(t *testing.T, n *node.Node) {
 	}
 	seqs := map[uint64]bool{}
 	for range total {
-		m := <-replies
+		m := receive(t, replies)
 		var r node.AppendReply
 		if err := json.Unmarshal(m.Data, &r); err != nil || r.Seq == 0 {
 			t.Fatalf("reply %q: %v", m.Data, err)
@@ -305,7 +305,7 @@ func TestGroupCommitKeepsEachAnswer(t *testing.T) {
 	}
 	stored := map[uint64]bool{}
 	for range total {
-		m := <-replies
+		m := receive(t, replies)
 		i, _ := strconv.Atoi(m.Subject[len(inbox)+1:])
 		var body struct {
 			node.AppendReply

@@ -146,3 +146,15 @@ func readAll(t testing.TB, c *client.Client, aggregate, id string) []node.Event 
 	}
 	return evs
 }
+
+// receive returns the next message of ch, failing the test after 30 s.
+func receive(t testing.TB, ch <-chan *nats.Msg) *nats.Msg {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(30 * time.Second):
+		t.Fatal("no message within 30 s")
+		return nil
+	}
+}

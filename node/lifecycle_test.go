@@ -108,7 +108,12 @@ func TestStartFailsCleanly(t *testing.T) {
 func TestServicesCannotBypassTheAPI(t *testing.T) {
 	n := newNode(t)
 	errs := make(chan error, 10)
-	nc := dial(t, n, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	nc := dial(t, n, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case errs <- err:
+		default: // the first ten are enough; never block the client
+		}
+	}))
 	c := client.New(nc)
 	if _, err := c.Append("order", "o-1", "OrderPlaced", []byte(`{}`), client.AppendOptions{}); err != nil {
 		t.Fatal(err)

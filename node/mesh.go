@@ -121,6 +121,7 @@ func (m *mesh) load(ctx context.Context, filter string, f func([]byte) error) er
 	if err != nil {
 		return fmt.Errorf("list %s: %w", filter, err)
 	}
+	defer keys.Stop() // frees the lister on an early return
 	for key := range keys.Keys() {
 		e, err := m.n.registry.kv.Get(ctx, key)
 		if err != nil {

@@ -76,6 +76,7 @@ func (p *projections) open(ctx context.Context, natives []nativeProjection) erro
 	if err != nil {
 		return fmt.Errorf("list projections: %w", err)
 	}
+	defer keys.Stop() // frees the lister on an early return
 	var specs []*projection.Spec
 	for key := range keys.Keys() {
 		e, err := p.kv.Get(ctx, key)
