@@ -61,7 +61,13 @@ func (n *Node) respond(reply string, v any) {
 	if reply == "" {
 		return
 	}
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if m, ok := v.(json.Marshaler); ok {
+		b, err = m.MarshalJSON() // encoding/json would look its type up first
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		n.respondError(reply, errInternal("encode reply: %v", err))
 		return

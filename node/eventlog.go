@@ -23,8 +23,15 @@ type eventLog struct {
 	stream jetstream.Stream
 	log    hclog.Logger
 
-	// pending tracks the goroutines that wait for JetStream acks, so that
-	// Close answers every accepted request before the connection goes.
+	// appends publishes appends asynchronously; JetStream's answers come to
+	// onAck and onErr, which call the callback stored in waiting for the
+	// message. No goroutine, channel or future per append: measured in
+	// docs/performance.md.
+	appends jetstream.JetStream
+	waiting sync.Map // *nats.Msg → func(*jetstream.PubAck, error)
+
+	// pending counts the appends not answered yet, so that Close answers
+	// every accepted request before the connection goes.
 	pending sync.WaitGroup
 }
 
@@ -52,7 +59,14 @@ func openEventLog(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream.J
 	if err != nil {
 		return nil, fmt.Errorf("create event stream %s: %w", cfg.StreamName, err)
 	}
-	return &eventLog{cfg: cfg, nc: nc, js: js, stream: st, log: logger.Named("log")}, nil
+	l := &eventLog{cfg: cfg, nc: nc, js: js, stream: st, log: logger.Named("log")}
+	l.appends, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(DefaultAppendTimeout),
+		jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncAckHandler(l.onAck), jetstream.WithPublishAsyncErrHandler(l.onErr))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return l, nil
 }
 
 // close waits for in-flight appends to be answered.
@@ -65,23 +79,35 @@ func (l *eventLog) aggregateSubject(aggregate, id string) string {
 
 // publish sends m to the stream and calls done with the ack or the error
 // once JetStream answers. It does not block on the answer, so a single API
-// subscription can keep many appends in flight.
+// subscription can keep many appends in flight. done runs on the goroutine
+// that reads acks when the write succeeded, so it must not block; on a
+// failure it runs on a goroutine of its own and may.
 func (l *eventLog) publish(m *nats.Msg, done func(*jetstream.PubAck, error)) {
-	fut, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(DefaultAppendTimeout))
-	if err != nil {
-		done(nil, err)
-		return
-	}
 	l.pending.Add(1)
-	go func() {
+	l.waiting.Store(m, done)
+	if _, err := l.appends.PublishMsgAsync(m, jetstream.WithStallWait(DefaultAppendTimeout)); err != nil {
+		l.onErr(nil, m, err)
+	}
+}
+
+// onAck answers an append that JetStream stored.
+func (l *eventLog) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	if done, ok := l.waiting.LoadAndDelete(m); ok {
 		defer l.pending.Done()
-		select {
-		case ack := <-fut.Ok():
-			done(ack, nil)
-		case err := <-fut.Err():
-			done(nil, err)
-		}
-	}()
+		done.(func(*jetstream.PubAck, error))(ack, nil)
+	}
+}
+
+// onErr answers an append that JetStream refused or did not answer in time.
+// The library may call it with its lock held, and the answer may need to
+// read the log (is it a duplicate?), so it answers on a goroutine.
+func (l *eventLog) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	if done, ok := l.waiting.LoadAndDelete(m); ok {
+		go func() {
+			defer l.pending.Done()
+			done.(func(*jetstream.PubAck, error))(nil, err)
+		}()
+	}
 }
 
 // publishError maps a JetStream publish failure to an API error.

@@ -1,6 +1,9 @@
 package node
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+)
 
 // Subjects of the node's API, a NATS micro service named "datamesh".
 const (
@@ -35,6 +38,17 @@ const (
 type AppendReply struct {
 	Seq       uint64 `json:"seq"`
 	Duplicate bool   `json:"duplicate"`
+}
+
+// MarshalJSON encodes r as encoding/json would, without reflection: it is on
+// every append's path.
+func (r AppendReply) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 40)
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"duplicate":`...)
+	b = strconv.AppendBool(b, r.Duplicate)
+	return append(b, '}'), nil
 }
 
 // BatchReply answers an atomic batch append.

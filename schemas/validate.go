@@ -123,7 +123,7 @@ func (v *Validator) Contract() *Contract { return v.contract }
 // alternatives that only make sense under them; pure wrappers ("$ref",
 // "allOf", the root) are left out.
 func (v *Validator) Validate(data []byte) []Violation {
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	inst, err := decode(data)
 	if err != nil {
 		return []Violation{{Path: "", Message: "data is not JSON: " + err.Error()}}
 	}
