@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
+	"github.com/tidwall/gjson"
 )
 
 // Headers of JetStream's atomic batch publish.
@@ -103,11 +103,12 @@ func (n *Node) prepare(agg, id string, ev *incoming) (*nats.Msg, *Error) {
 // appendBatch stores a JSON array of structured CloudEvents as one
 // JetStream atomic batch: all events or none.
 func (n *Node) appendBatch(req micro.Request, agg, id string, expected *uint64) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal(req.Data(), &raws); err != nil {
-		replyError(req, errBadRequest("a %s body must be a JSON array of CloudEvents: %v", ContentTypeBatch, err))
+	body := gjson.ParseBytes(req.Data())
+	if !body.IsArray() || !gjson.ValidBytes(req.Data()) {
+		replyError(req, errBadRequest("a %s body must be a JSON array of CloudEvents", ContentTypeBatch))
 		return
 	}
+	raws := body.Array()
 	if len(raws) == 0 {
 		replyError(req, errBadRequest("the batch is empty"))
 		return

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+	"github.com/tidwall/gjson"
 )
 
 // incoming is one event as a client sent it, in binary or structured mode,
@@ -147,29 +148,34 @@ func isJSONContentType(ct string) bool {
 	return ct == "application/json" || strings.HasSuffix(ct, "+json")
 }
 
-// fromStructured reads one structured-mode CloudEvent of a batch.
-func fromStructured(raw json.RawMessage) (*incoming, *Error) {
-	var attrs map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &attrs); err != nil {
-		return nil, errBadRequest("not a JSON object: %v", err)
+// fromStructured reads one structured-mode CloudEvent of a batch. raw is
+// valid JSON (the whole batch was checked); gjson reads it without decoding
+// it into maps first.
+func fromStructured(raw gjson.Result) (*incoming, *Error) {
+	if !raw.IsObject() {
+		return nil, errBadRequest("not a JSON object")
 	}
 	ev := &incoming{}
-	for k, v := range attrs {
+	var e *Error
+	raw.ForEach(func(key, v gjson.Result) bool {
+		k := key.Str
 		if k == "data" {
-			ev.Data = v
-			continue
+			ev.Data = []byte(v.Raw)
+			return true
 		}
 		if k == "data_base64" {
-			return nil, errBadRequest("data_base64 is not supported; data must be JSON")
+			e = errBadRequest("data_base64 is not supported; data must be JSON")
+			return false
 		}
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
-			return nil, errBadRequest("attribute %q must be a string", k)
+		if v.Type != gjson.String {
+			e = errBadRequest("attribute %q must be a string", k)
+			return false
 		}
+		s := v.Str
 		switch k {
 		case "specversion":
 			if s != SpecVersion {
-				return nil, errBadRequest("specversion %q is not supported; use %s", s, SpecVersion)
+				e = errBadRequest("specversion %q is not supported; use %s", s, SpecVersion)
 			}
 		case "type":
 			ev.Type = s
@@ -183,7 +189,7 @@ func fromStructured(raw json.RawMessage) (*incoming, *Error) {
 			ev.DataSchema = s
 		case "datacontenttype":
 			if !isJSONContentType(s) {
-				return nil, errBadRequest("datacontenttype %q is not JSON", s)
+				e = errBadRequest("datacontenttype %q is not JSON", s)
 			}
 		case "aggregate", "aggregateid", "seq", "subject":
 			// Set by the node from the request subject and the log.
@@ -193,6 +199,10 @@ func fromStructured(raw json.RawMessage) (*incoming, *Error) {
 			}
 			ev.Extensions[k] = s
 		}
+		return e == nil
+	})
+	if e != nil {
+		return nil, e
 	}
 	return ev, nil
 }
