@@ -41,6 +41,8 @@ func (n *Node) startService() error {
 		{"retire", SubjectRetire, n.handleRetire},
 		{"mesh", SubjectMesh, n.handleMesh},
 		{"link-retry", SubjectLinkRetry, n.handleLinkRetry},
+		{"dead-letters", SubjectDeadLetters, n.handleDeadLetters},
+		{"delete", SubjectDelete, n.handleDelete},
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {

@@ -63,8 +63,8 @@ type linkCheckpoint struct {
 	Started  bool   `json:"started"`
 }
 
-// deadLetter is an imported event a transform or a contract refused.
-type deadLetter struct {
+// DeadLetter is an imported event a transform or a contract refused.
+type DeadLetter struct {
 	Link      string          `json:"link"`
 	ExportSeq uint64          `json:"export_seq"`
 	OriginSeq uint64          `json:"origin_seq"`
@@ -325,7 +325,7 @@ func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc
 				}
 				return &linkStop{seq: seq, err: err}
 			}
-			if added, e := w.deadLetter(ctx, msg, seq, originSeq, err); e != nil {
+			if added, e := w.DeadLetter(ctx, msg, seq, originSeq, err); e != nil {
 				return e
 			} else if added {
 				dead++
@@ -410,10 +410,10 @@ func (w *linkWorker) transform(msg jetstream.Msg, originSeq uint64) (*nats.Msg, 
 	return m, nil
 }
 
-// deadLetter records a refused event; false if it was recorded before.
-func (w *linkWorker) deadLetter(ctx context.Context, msg jetstream.Msg, seq, originSeq uint64, cause error) (bool, error) {
+// DeadLetter records a refused event; false if it was recorded before.
+func (w *linkWorker) DeadLetter(ctx context.Context, msg jetstream.Msg, seq, originSeq uint64, cause error) (bool, error) {
 	parts := strings.Split(msg.Subject(), ".")
-	dl := deadLetter{Link: w.spec.Name, ExportSeq: seq, OriginSeq: originSeq, Error: cause.Error(),
+	dl := DeadLetter{Link: w.spec.Name, ExportSeq: seq, OriginSeq: originSeq, Error: cause.Error(),
 		Data: json.RawMessage(msg.Data()), At: time.Now().UTC()}
 	if len(parts) == 5 {
 		dl.Aggregate, dl.ID, dl.Type = parts[2], parts[3], parts[4]

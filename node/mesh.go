@@ -259,6 +259,9 @@ func (m *mesh) start(exports []*meshlink.Export, links []*meshlink.Link) *Error 
 			}
 			old.cancel()
 			old.wait()
+			if err := m.dropRemovedPeers(old.spec, e); err != nil {
+				return err
+			}
 		}
 		m.exports[e.Name] = m.startExport(e)
 	}

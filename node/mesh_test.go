@@ -566,3 +566,112 @@ func TestMeshNativeTransformer(t *testing.T) {
 		t.Fatalf("native transform gave %s", evs[0].Data)
 	}
 }
+
+// A link's dead letters can be listed; deleting a link stops it and keeps
+// its checkpoint (applied again, it resumes without importing twice);
+// revoking a peer from an export, or deleting the export, deletes the
+// peer's copy.
+func TestMeshDeleteAndDeadLetters(t *testing.T) {
+	orders := startNode(t, meshConfig(t, "orders", "billing", "shipping"))
+	billing := startNode(t, meshConfig(t, "billing", "orders"))
+	oc, bc := newClient(t, orders), newClient(t, billing)
+
+	apply(t, oc, exportYAML("public-orders", "billing, shipping", "order", "OrderPlaced", "card_number"))
+	apply(t, bc, `kind: EventType
+name: InvoiceRequested
+aggregate: invoice
+version: 1
+schema:
+  type: object
+  required: [amount]
+  properties:
+    amount: {type: number, minimum: 15}
+`)
+	link := linkYAML("orders-to-billing", "orders", orders.LeafURL(), "public-orders", `  type: "'InvoiceRequested'"
+  aggregate: "'invoice'"
+  data: "{amount: data.total}"
+`)
+	apply(t, bc, link)
+	placeOrders(t, oc, 0, 10) // totals 10..19: the first five break billing's contract
+	waitCategory(t, bc, "invoice", 5)
+	var dls []node.DeadLetter
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		var err error
+		if dls, err = bc.DeadLetters("orders-to-billing"); err != nil {
+			return err
+		}
+		if len(dls) != 5 {
+			return fmt.Errorf("%d dead letters, want 5", len(dls))
+		}
+		return nil
+	})
+	for i, dl := range dls {
+		// A dead letter keeps the event as the owner exported it.
+		if dl.ExportSeq != uint64(i+1) || dl.Type != "OrderPlaced" || dl.ID != fmt.Sprintf("o-%d", i) || !strings.Contains(dl.Error, "minimum") {
+			t.Fatalf("dead letter %d: %+v", i, dl)
+		}
+	}
+	_, err := bc.DeadLetters("no-such-link")
+	wantAPIError(t, err, node.CodeNotFound)
+
+	// Delete the link: it stops, its leafnode goes, a second delete is a 404.
+	if r, err := bc.Delete("link", "orders-to-billing"); err != nil || r.Kind != "Link" || r.Status != "deleted" {
+		t.Fatalf("delete link: %+v, %v", r, err)
+	}
+	_, err = bc.Delete("Link", "orders-to-billing")
+	wantAPIError(t, err, node.CodeNotFound)
+	if st, err := bc.Mesh(); err != nil || len(st.Links) != 0 {
+		t.Fatalf("links after delete: %+v, %v", st, err)
+	}
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		st, err := oc.Mesh()
+		if err != nil {
+			return err
+		}
+		for _, e := range st.Exports {
+			if e.Peer == "billing" && e.Connected {
+				return errors.New("billing's leafnode is still connected")
+			}
+		}
+		return nil
+	})
+	// Applied again, the link resumes from its checkpoint.
+	placeOrders(t, oc, 10, 3) // totals 20..22
+	apply(t, bc, link)
+	checkExactlyOnce(t, waitCategory(t, bc, "invoice", 8), 8)
+
+	// Revoking billing deletes its copy: its link loses the export.
+	apply(t, oc, exportYAML("public-orders", "shipping", "order", "OrderPlaced", "card_number"))
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		st, err := bc.Mesh()
+		if err != nil {
+			return err
+		}
+		if len(st.Links) != 1 || st.Links[0].LastError == "" || st.Links[0].State == node.LinkImporting {
+			return fmt.Errorf("link after revocation: %+v", st.Links)
+		}
+		return nil
+	})
+	pc, err := billing.PeerConn("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pjs, err := jetstream.NewWithDomain(pc, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := pjs.Stream(ctx, "EXPORT_public-orders"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("billing's copy after revocation: %v, want stream not found", err)
+	}
+	if r, err := oc.Delete("export", "public-orders"); err != nil || r.Kind != "Export" {
+		t.Fatalf("delete export: %+v, %v", r, err)
+	}
+	if st, err := oc.Mesh(); err != nil || len(st.Exports) != 0 {
+		t.Fatalf("exports after delete: %+v, %v", st, err)
+	}
+	_, err = oc.Delete("projection", "orders")
+	wantAPIError(t, err, node.CodeBadRequest)
+}

@@ -14,6 +14,10 @@ const (
 	SubjectDiscovery = "dm.discovery"
 	SubjectMesh      = "dm.admin.mesh"       // links' and exports' status
 	SubjectLinkRetry = "dm.admin.link.retry" // {"name": ...}: restart a failed link
+	// SubjectDeadLetters lists a link's dead letters: {"name": ...}.
+	SubjectDeadLetters = "dm.admin.link.deadletters"
+	// SubjectDelete deletes an export or a link: {"kind": ..., "name": ...}.
+	SubjectDelete = "dm.admin.delete"
 )
 
 // Headers of the append protocol: CloudEvents' NATS binding (binary mode) plus ours.

@@ -105,6 +105,17 @@ func TestMeshExample(t *testing.T) {
 			t.Fatalf("catalog --mesh lacks %q:\n%s", want, out)
 		}
 	}
+	out = mustCLI(t, nodes["shipping"], "link", "dead-letters", "billing-to-shipping")
+	if !strings.HasPrefix(out, "EXPORT SEQ") {
+		t.Fatalf("link dead-letters: %s", out)
+	}
+	if out = mustCLI(t, nodes["shipping"], "delete", "link", "billing-to-shipping"); out != "link billing-to-shipping deleted\n" {
+		t.Fatalf("delete link: %q", out)
+	}
+	out = mustCLI(t, nodes["shipping"], "status")
+	if strings.Contains(out, "billing-to-shipping") || !strings.Contains(out, "orders-to-shipping") {
+		t.Fatalf("status after delete:\n%s", out)
+	}
 }
 
 // poll retries fn until it succeeds or 30 s pass.

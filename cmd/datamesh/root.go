@@ -37,6 +37,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newStatusCmd(),
 		newProjectionCmd(),
 		newLinkCmd(),
+		newDeleteCmd(),
 		newBenchCmd(),
 	)
 	return root

@@ -204,7 +204,62 @@ func newLinkCmd() *cobra.Command {
 		},
 	}
 	cf.register(retry)
-	cmd.AddCommand(retry)
+	var dlf clientFlags
+	deadLetters := &cobra.Command{
+		Use:   "dead-letters NAME",
+		Short: "List the events a link could not transform or store, in export order",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return dlf.with(func(c *client.Client) error {
+				dls, err := c.DeadLetters(args[0])
+				if err != nil {
+					return err
+				}
+				if dlf.json {
+					return printJSON(cmd.OutOrStdout(), dls)
+				}
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "EXPORT SEQ\tORIGIN SEQ\tEVENT\tAT\tERROR")
+				for _, dl := range dls {
+					fmt.Fprintf(tw, "%d\t%d\t%s.%s %s\t%s\t%s\n", dl.ExportSeq, dl.OriginSeq, dl.Aggregate, dl.ID, dl.Type,
+						dl.At.Format(time.RFC3339), dl.Error)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	dlf.register(deadLetters)
+	cmd.AddCommand(retry, deadLetters)
+	return cmd
+}
+
+func newDeleteCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "delete (export | link) NAME",
+		Short: "Delete an export (and the copies its peers read) or a link (its checkpoint stays)",
+		Long: `delete stops an export or a link and forgets its definition.
+
+Deleting an export deletes the stream each of its peers reads: they can no
+longer read what it exported. Deleting a link keeps its checkpoint and dead
+letters: a link applied again under the same name resumes where it stopped.
+Events already imported stay in this node's log.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cf.with(func(c *client.Client) error {
+				r, err := c.Delete(args[0], args[1])
+				if err != nil {
+					return err
+				}
+				if cf.json {
+					return printJSON(cmd.OutOrStdout(), r)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s deleted\n", strings.ToLower(r.Kind), r.Name)
+				return nil
+			})
+		},
+	}
+	cf.register(cmd)
 	return cmd
 }
 

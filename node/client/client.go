@@ -147,6 +147,26 @@ func (c *Client) RetryLink(name string) error {
 	return c.call(node.SubjectLinkRetry, nil, b, &r)
 }
 
+// Delete deletes an export or a link (kind "Export" or "Link", any case).
+func (c *Client) Delete(kind, name string) (*node.DeleteReply, error) {
+	b, _ := json.Marshal(node.DeleteRequest{Kind: kind, Name: name})
+	var r node.DeleteReply
+	if err := c.call(node.SubjectDelete, nil, b, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// DeadLetters lists the events a link could not import, in export order.
+func (c *Client) DeadLetters(link string) ([]node.DeadLetter, error) {
+	b, _ := json.Marshal(map[string]string{"name": link})
+	var r node.DeadLettersReply
+	if err := c.call(node.SubjectDeadLetters, nil, b, &r); err != nil {
+		return nil, err
+	}
+	return r.DeadLetters, nil
+}
+
 // call makes one request and decodes the reply into out, or the error reply
 // into a *node.Error.
 func (c *Client) call(subject string, h nats.Header, body []byte, out any) error {
