@@ -45,11 +45,24 @@ func (n *Node) startService() error {
 		{"delete", SubjectDelete, n.handleDelete},
 	}
 	for _, e := range endpoints {
-		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {
+		if err := svc.AddEndpoint(e.name, n.gated(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// gated runs h unless the node is closing, in which case the request gets
+// an unavailable error.
+func (n *Node) gated(h micro.HandlerFunc) micro.HandlerFunc {
+	return func(req micro.Request) {
+		if !n.gate.TryRLock() {
+			replyError(req, errUnavailable("the node is shutting down"))
+			return
+		}
+		defer n.gate.RUnlock()
+		h(req)
+	}
 }
 
 // replyError answers a request synchronously, inside its handler, so the

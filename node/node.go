@@ -47,6 +47,10 @@ type Node struct {
 	committer *groupCommitter
 
 	closeOnce sync.Once
+	// gate lets API handlers run while the node is open: each holds a read
+	// lock; Close takes the write lock, so it waits for the handlers under
+	// way, and later ones answer unavailable (see gated).
+	gate sync.RWMutex
 	closeErr  error
 }
 
@@ -265,6 +269,9 @@ func (n *Node) Close() error {
 		if n.svc != nil {
 			errs = append(errs, n.svc.Stop())
 		}
+		// Stop only starts draining the endpoints; wait for the handlers
+		// under way before closing what they use.
+		n.gate.Lock()
 		if n.committer != nil {
 			n.committer.close()
 		}
