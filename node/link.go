@@ -325,7 +325,7 @@ func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc
 				}
 				return &linkStop{seq: seq, err: err}
 			}
-			if added, e := w.DeadLetter(ctx, msg, seq, originSeq, err); e != nil {
+			if added, e := w.recordDeadLetter(ctx, msg, seq, originSeq, err); e != nil {
 				return e
 			} else if added {
 				dead++
@@ -410,8 +410,8 @@ func (w *linkWorker) transform(msg jetstream.Msg, originSeq uint64) (*nats.Msg, 
 	return m, nil
 }
 
-// DeadLetter records a refused event; false if it was recorded before.
-func (w *linkWorker) DeadLetter(ctx context.Context, msg jetstream.Msg, seq, originSeq uint64, cause error) (bool, error) {
+// recordDeadLetter records a refused event; false if it was recorded before.
+func (w *linkWorker) recordDeadLetter(ctx context.Context, msg jetstream.Msg, seq, originSeq uint64, cause error) (bool, error) {
 	parts := strings.Split(msg.Subject(), ".")
 	dl := DeadLetter{Link: w.spec.Name, ExportSeq: seq, OriginSeq: originSeq, Error: cause.Error(),
 		Data: json.RawMessage(msg.Data()), At: time.Now().UTC()}

@@ -50,8 +50,8 @@ type Node struct {
 	// gate lets API handlers run while the node is open: each holds a read
 	// lock; Close takes the write lock, so it waits for the handlers under
 	// way, and later ones answer unavailable (see gated).
-	gate sync.RWMutex
-	closeErr  error
+	gate     sync.RWMutex
+	closeErr error
 }
 
 // New validates cfg and returns a node that is not started yet.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
+	"github.com/tidwall/gjson"
 
 	"github.com/datamesh/datamesh/projection"
 )
@@ -24,12 +25,14 @@ const (
 func (n *Node) handleQuery(req micro.Request) {
 	rest := strings.TrimPrefix(req.Subject(), SubjectQuery+".")
 	parts := strings.Split(rest, ".")
-	var q projection.Query
-	dec := json.NewDecoder(bytes.NewReader(req.Data()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q); err != nil {
-		replyError(req, errBadRequest("query body: %v", err))
-		return
+	q, ok := decodeSimpleQuery(req.Data())
+	if !ok {
+		dec := json.NewDecoder(bytes.NewReader(req.Data()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&q); err != nil {
+			replyError(req, errBadRequest("query body: %v", err))
+			return
+		}
 	}
 	if len(parts) == 2 {
 		v, err := strconv.Atoi(strings.TrimPrefix(parts[1], "v"))
@@ -54,11 +57,14 @@ func (n *Node) handleQuery(req micro.Request) {
 	if q.MinSeq == 0 || q.MinSeq <= w.Applied() {
 		// Nothing to wait for: answer in the handler, without a goroutine.
 		res, err := w.Query(context.Background(), &q)
-		if err != nil {
-			replyError(req, queryError(err, w))
-			return
+		if err == nil {
+			var b []byte
+			if b, err = encodeResult(res); err == nil {
+				_ = req.Respond(b)
+				return
+			}
 		}
-		_ = req.RespondJSON(res)
+		replyError(req, queryError(err, w))
 		return
 	}
 	wait := q.TimeoutMS
@@ -79,6 +85,88 @@ func (n *Node) handleQuery(req micro.Request) {
 		}
 		n.respond(reply, res)
 	}()
+}
+
+// decodeSimpleQuery reads the common bodies, a get and its options
+// ({"get": "o-1", "min_seq": 42}), with gjson instead of encoding/json's
+// reflection (see docs/performance.md). It reports false for anything else,
+// valid or not, which the strict decoder then reads (and explains).
+func decodeSimpleQuery(body []byte) (projection.Query, bool) {
+	var q projection.Query
+	if !gjson.ValidBytes(body) {
+		return q, false
+	}
+	r := gjson.ParseBytes(body)
+	if !r.IsObject() {
+		return q, false
+	}
+	ok := true
+	r.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "get":
+			if v.Type != gjson.String {
+				ok = false
+			}
+			s := v.Str
+			q.Get = &s
+		case "at_seq", "min_seq":
+			n, err := strconv.ParseUint(v.Raw, 10, 64)
+			if v.Type != gjson.Number || err != nil {
+				ok = false
+			}
+			if k.Str == "at_seq" {
+				q.AtSeq = n
+			} else {
+				q.MinSeq = n
+			}
+		case "timeout_ms", "version":
+			n, err := strconv.Atoi(v.Raw)
+			if v.Type != gjson.Number || err != nil {
+				ok = false
+			}
+			if k.Str == "timeout_ms" {
+				q.TimeoutMS = n
+			} else {
+				q.Version = n
+			}
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return q, ok && q.Get != nil
+}
+
+// encodeResult encodes a get's answer without reflection; other answers go
+// through encoding/json. The document is stored as compact JSON, so it is
+// copied as it is (encoding/json would also escape <, > and & in it).
+func encodeResult(r *projection.Result) ([]byte, error) {
+	if r.Docs != nil || r.Next != nil || r.Count != nil || r.History != nil || !plainString(r.Key) {
+		return json.Marshal(r)
+	}
+	b := make([]byte, 0, 32+len(r.Key)+len(r.Doc))
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	if r.Key != "" {
+		b = append(b, `,"key":"`...)
+		b = append(b, r.Key...)
+		b = append(b, '"')
+	}
+	if len(r.Doc) > 0 {
+		b = append(b, `,"doc":`...)
+		b = append(b, r.Doc...)
+	}
+	return append(b, '}'), nil
+}
+
+// plainString reports whether s needs no escaping in JSON.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // queryError maps a projection error to an API error.

@@ -153,6 +153,27 @@ func timeEach(n int, fn func(i int) error) ([]time.Duration, error) {
 	return lat, nil
 }
 
+// timeAlternately calls a and b n times each, in turn, and returns their
+// sorted latencies.
+func timeAlternately(n int, a, b func(i int) error) (la, lb []time.Duration, err error) {
+	la, lb = make([]time.Duration, n), make([]time.Duration, n)
+	for i := range n {
+		for _, x := range []struct {
+			fn  func(int) error
+			lat []time.Duration
+		}{{a, la}, {b, lb}} {
+			t0 := time.Now()
+			if err := x.fn(i); err != nil {
+				return nil, nil, err
+			}
+			x.lat[i] = time.Since(t0)
+		}
+	}
+	slices.Sort(la)
+	slices.Sort(lb)
+	return la, lb, nil
+}
+
 // pipeline sends total requests built by build with at most inflight
 // unanswered, and returns the time until the last reply. An error reply
 // stops it.
