@@ -58,14 +58,10 @@ func runAppends(ctx context.Context, o Options, durability string, want func(str
 	var results []Result
 	n := o.Sizes.Single
 	if want(names[0]) {
-		dm, err := timeEach(n, func(i int) error {
+		dm, raw, err := timeAlternately(n, func(i int) error {
 			_, err := e.c.Append("order", "o-"+strconv.Itoa(i%1000), "OrderPlaced", payload(i), client.AppendOptions{})
 			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		raw, err := timeEach(n, func(i int) error {
+		}, func(i int) error {
 			_, err := js.Publish(ctx, "raw.order.o-"+strconv.Itoa(i%1000)+".OrderPlaced", payload(i))
 			return err
 		})
