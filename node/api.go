@@ -42,6 +42,7 @@ func (n *Node) startService() error {
 		{"mesh", SubjectMesh, n.handleMesh},
 		{"link-retry", SubjectLinkRetry, n.handleLinkRetry},
 		{"dead-letters", SubjectDeadLetters, n.handleDeadLetters},
+		{"replay", SubjectReplay, n.handleReplay},
 		{"delete", SubjectDelete, n.handleDelete},
 	}
 	for _, e := range endpoints {

@@ -112,6 +112,8 @@ type linkWorker struct {
 	lastError  string
 	failedAt   uint64
 	savedAt    time.Time // of the checkpoint; only the worker's goroutine uses it
+
+	replayMu sync.Mutex // one replay of dead letters at a time (see mesh.replay)
 }
 
 // checkpointEvery bounds how often a link writes its checkpoint.
@@ -314,7 +316,7 @@ func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc
 		originSeq, _ := strconv.ParseUint(msg.Headers().Get(HeaderOriginSeq), 10, 64)
 		var m *nats.Msg
 		if originSeq >= w.spec.Start.Seq { // start: <seq> skips the owner's earlier events
-			m, err = w.transform(msg, originSeq)
+			m, err = w.transform(msg.Subject(), msg.Headers(), msg.Data(), seq, originSeq)
 		}
 		switch {
 		case err != nil:
@@ -366,21 +368,20 @@ func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc
 	return nil
 }
 
-// transform turns one exported message into the message to append, or nil
-// if the filter drops it.
-func (w *linkWorker) transform(msg jetstream.Msg, originSeq uint64) (*nats.Msg, error) {
-	h := msg.Headers()
+// transform turns one exported message (export seq seq) into the message
+// to append, or nil if the filter drops it.
+func (w *linkWorker) transform(subject string, h nats.Header, data []byte, seq, originSeq uint64) (*nats.Msg, error) {
 	// export.<export>.<aggregate>.<id>.<type>
-	parts := strings.Split(msg.Subject(), ".")
+	parts := strings.Split(subject, ".")
 	if len(parts) != 5 {
-		return nil, fmt.Errorf("unexpected export subject %q", msg.Subject())
+		return nil, fmt.Errorf("unexpected export subject %q", subject)
 	}
-	var data any
-	if err := json.Unmarshal(msg.Data(), &data); err != nil {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
 		return nil, fmt.Errorf("event data: %w", err)
 	}
 	in := meshlink.Event{Aggregate: parts[2], ID: parts[3], Type: parts[4], EventID: h.Get(HeaderOriginID),
-		Source: h.Get(HeaderSource), Time: h.Get(HeaderTime), Node: h.Get(HeaderOriginNode), Seq: originSeq, Data: data}
+		Source: h.Get(HeaderSource), Time: h.Get(HeaderTime), Node: h.Get(HeaderOriginNode), Seq: originSeq, Data: v}
 	out, keep, err := w.tr.Transform(in)
 	if err != nil || !keep {
 		return nil, err
@@ -404,8 +405,7 @@ func (w *linkWorker) transform(msg jetstream.Msg, originSeq uint64) (*nats.Msg, 
 	m.Header.Set(HeaderOriginSeq, strconv.FormatUint(originSeq, 10))
 	m.Header.Set(HeaderOriginID, in.EventID)
 	m.Header.Set(HeaderLink, w.spec.Name)
-	md, _ := msg.Metadata()
-	m.Header.Set(HeaderLinkSeq, strconv.FormatUint(md.Sequence.Stream, 10))
+	m.Header.Set(HeaderLinkSeq, strconv.FormatUint(seq, 10))
 	m.Header.Set(HeaderMeshPath, h.Get(HeaderMeshPath))
 	return m, nil
 }

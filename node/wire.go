@@ -16,6 +16,8 @@ const (
 	SubjectLinkRetry = "dm.admin.link.retry" // {"name": ...}: restart a failed link
 	// SubjectDeadLetters lists a link's dead letters: {"name": ...}.
 	SubjectDeadLetters = "dm.admin.link.deadletters"
+	// SubjectReplay replays a link's dead letters: {"name": ..., "export_seqs": [...]}.
+	SubjectReplay = "dm.admin.link.replay"
 	// SubjectDelete deletes an export or a link: {"kind": ..., "name": ...}.
 	SubjectDelete = "dm.admin.delete"
 )

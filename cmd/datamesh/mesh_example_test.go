@@ -109,6 +109,9 @@ func TestMeshExample(t *testing.T) {
 	if !strings.HasPrefix(out, "EXPORT SEQ") {
 		t.Fatalf("link dead-letters: %s", out)
 	}
+	if out = mustCLI(t, nodes["shipping"], "link", "replay", "billing-to-shipping"); out != "replayed 0, filtered 0, failed 0\n" {
+		t.Fatalf("link replay: %q", out)
+	}
 	if out = mustCLI(t, nodes["shipping"], "delete", "link", "billing-to-shipping"); out != "link billing-to-shipping deleted\n" {
 		t.Fatalf("delete link: %q", out)
 	}

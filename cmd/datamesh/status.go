@@ -229,7 +229,43 @@ func newLinkCmd() *cobra.Command {
 		},
 	}
 	dlf.register(deadLetters)
-	cmd.AddCommand(retry, deadLetters)
+	var rf clientFlags
+	replay := &cobra.Command{
+		Use:   "replay NAME [EXPORT_SEQ...]",
+		Short: "Run a link's dead letters (all, or those given) through its transform and contracts again",
+		Long: `replay reads each dead letter's event again from the owner's export, runs
+the link's current transform and this node's current contracts, and appends
+the events that pass (once: an event already in the log is not appended
+again). Those that fail again stay, with the new error. Replayed events come
+after the events imported since.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var seqs []uint64
+			for _, a := range args[1:] {
+				s, err := strconv.ParseUint(a, 10, 64)
+				if err != nil {
+					return fmt.Errorf("export seq %q: want a number", a)
+				}
+				seqs = append(seqs, s)
+			}
+			return rf.with(func(c *client.Client) error {
+				r, err := c.Replay(args[0], seqs...)
+				if err != nil {
+					return err
+				}
+				if rf.json {
+					return printJSON(cmd.OutOrStdout(), r)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "replayed %d, filtered %d, failed %d\n", len(r.Replayed), len(r.Filtered), len(r.Failed))
+				for _, dl := range r.Failed {
+					fmt.Fprintf(cmd.OutOrStdout(), "  export seq %d: %s\n", dl.ExportSeq, dl.Error)
+				}
+				return nil
+			})
+		},
+	}
+	rf.register(replay)
+	cmd.AddCommand(retry, deadLetters, replay)
 	return cmd
 }
 

@@ -167,6 +167,17 @@ func (c *Client) DeadLetters(link string) ([]node.DeadLetter, error) {
 	return r.DeadLetters, nil
 }
 
+// Replay runs a link's dead letters (those at exportSeqs; none: all) through
+// its transform and contracts again and appends those that pass.
+func (c *Client) Replay(link string, exportSeqs ...uint64) (*node.ReplayReply, error) {
+	b, _ := json.Marshal(node.ReplayRequest{Name: link, ExportSeqs: exportSeqs})
+	var r node.ReplayReply
+	if err := c.call(node.SubjectReplay, nil, b, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
 // call makes one request and decodes the reply into out, or the error reply
 // into a *node.Error.
 func (c *Client) call(subject string, h nats.Header, body []byte, out any) error {
