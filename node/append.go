@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -103,8 +104,15 @@ func (n *Node) prepare(agg, id string, ev *incoming) (*nats.Msg, *Error) {
 // appendBatch stores a JSON array of structured CloudEvents as one
 // JetStream atomic batch: all events or none.
 func (n *Node) appendBatch(req micro.Request, agg, id string, expected *uint64) {
+	// json.Valid first: its scanner is iterative and refuses nesting deeper
+	// than 10,000; gjson's validator recurses without a limit (a request of
+	// a few MB of "[" would overflow the stack).
+	if !json.Valid(req.Data()) {
+		replyError(req, errBadRequest("a %s body must be a JSON array of CloudEvents", ContentTypeBatch))
+		return
+	}
 	body := gjson.ParseBytes(req.Data())
-	if !body.IsArray() || !gjson.ValidBytes(req.Data()) {
+	if !body.IsArray() {
 		replyError(req, errBadRequest("a %s body must be a JSON array of CloudEvents", ContentTypeBatch))
 		return
 	}

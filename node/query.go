@@ -93,7 +93,7 @@ func (n *Node) handleQuery(req micro.Request) {
 // valid or not, which the strict decoder then reads (and explains).
 func decodeSimpleQuery(body []byte) (projection.Query, bool) {
 	var q projection.Query
-	if !gjson.ValidBytes(body) {
+	if !json.Valid(body) { // not gjson.ValidBytes: see appendBatch
 		return q, false
 	}
 	r := gjson.ParseBytes(body)

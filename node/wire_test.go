@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/datamesh/datamesh/projection"
@@ -56,5 +57,12 @@ func TestGetResultsEncodeAsEncodingJSON(t *testing.T) {
 		if err != nil || string(got) != string(want) {
 			t.Errorf("%+v: got %s, %v; want %s", r, got, err, want)
 		}
+	}
+}
+
+func TestDeepNestingIsRefusedNotRecursed(t *testing.T) {
+	deep := []byte(`{"get":` + strings.Repeat("[", 1<<20) + `}`)
+	if _, ok := decodeSimpleQuery(deep); ok {
+		t.Fatal("a 1M-deep body read as a simple query")
 	}
 }

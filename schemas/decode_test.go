@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -45,4 +46,10 @@ func BenchmarkDecode(b *testing.B) {
 			_, _ = jsonschema.UnmarshalJSON(bytes.NewReader(data))
 		}
 	})
+}
+
+func TestDecodeRefusesDeepNesting(t *testing.T) {
+	if _, err := decode([]byte(strings.Repeat("[", 1<<20))); err == nil {
+		t.Fatal("no error for a 1M-deep array")
+	}
 }
