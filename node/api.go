@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -63,6 +64,19 @@ func (n *Node) gated(h micro.HandlerFunc) micro.HandlerFunc {
 		}
 		defer n.gate.RUnlock()
 		h(req)
+	}
+}
+
+// respondJSON answers req with v, or with an error reply when v cannot be
+// sent (larger than the server's max payload): never with silence.
+func respondJSON(req micro.Request, v any) {
+	err := req.RespondJSON(v)
+	switch {
+	case err == nil:
+	case errors.Is(err, nats.ErrMaxPayload):
+		replyError(req, errTooLarge("the reply is larger than the server's max payload; ask for less (a limit, a page)"))
+	default:
+		replyError(req, errUnavailable("reply: %v", err))
 	}
 }
 
@@ -134,11 +148,11 @@ func (n *Node) handleApply(req micro.Request) {
 		replyError(req, e)
 		return
 	}
-	_ = req.RespondJSON(ApplyReply{Results: res})
+	respondJSON(req, ApplyReply{Results: res})
 }
 
 func (n *Node) handleMesh(req micro.Request) {
-	_ = req.RespondJSON(n.mesh.status())
+	respondJSON(req, n.mesh.status())
 }
 
 // MeshStatus returns every link's and export's status, as dm.admin.mesh does.
@@ -156,5 +170,5 @@ func (n *Node) handleLinkRetry(req micro.Request) {
 		replyError(req, e)
 		return
 	}
-	_ = req.RespondJSON(map[string]string{"name": body.Name, "status": "restarted"})
+	respondJSON(req, map[string]string{"name": body.Name, "status": "restarted"})
 }

@@ -120,5 +120,5 @@ func (n *Node) handleDiscovery(req micro.Request) {
 	if body.Mesh {
 		c.Mesh = n.MeshCatalog()
 	}
-	_ = req.RespondJSON(c)
+	respondJSON(req, c)
 }

@@ -113,16 +113,21 @@ func (m *mesh) open(ctx context.Context) error {
 	if e := m.start(exports, links); e != nil {
 		return e
 	}
+	// Copies left by a stop between storing a change and deleting them.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.sweepExportStreams(ctx); err != nil {
+		m.log.Warn("export copies not swept; the next apply tries again", "error", err)
+	}
 	return nil
 }
 
 func (m *mesh) load(ctx context.Context, filter string, f func([]byte) error) error {
-	keys, err := m.n.registry.kv.ListKeysFiltered(ctx, filter)
+	keys, err := listKeys(ctx, m.n.registry.kv, filter)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", filter, err)
 	}
-	defer keys.Stop() // frees the lister on an early return
-	for key := range keys.Keys() {
+	for _, key := range keys {
 		e, err := m.n.registry.kv.Get(ctx, key)
 		if err != nil {
 			return fmt.Errorf("load %s: %w", key, err)
@@ -235,7 +240,19 @@ func (m *mesh) commit(ctx context.Context, exports []*meshlink.Export, links []*
 			return errUnavailable("store link %s: %v", l.Name, err)
 		}
 	}
-	return m.start(exports, links)
+	if e := m.start(exports, links); e != nil {
+		return e
+	}
+	if len(exports) == 0 {
+		return nil
+	}
+	// A peer taken out of an export's to loses its copy at once.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.sweepExportStreams(ctx); err != nil {
+		return errUnavailable("revoke export copies (the node tries again at its next start or apply): %v", err)
+	}
+	return nil
 }
 
 func (m *mesh) put(ctx context.Context, key string, v any) error {
@@ -259,12 +276,10 @@ func (m *mesh) start(exports []*meshlink.Export, links []*meshlink.Link) *Error 
 			}
 			old.cancel()
 			old.wait()
-			if err := m.dropRemovedPeers(old.spec, e); err != nil {
-				return err
-			}
 		}
 		m.exports[e.Name] = m.startExport(e)
 	}
+
 	var changed []*meshlink.Link
 	for _, l := range links {
 		if old := m.links[l.Name]; old != nil {

@@ -629,6 +629,14 @@ schema:
 	}
 	_, err := bc.DeadLetters("no-such-link")
 	wantAPIError(t, err, node.CodeNotFound)
+	page, err := dial(t, billing).Request(node.SubjectDeadLetters, []byte(`{"name":"orders-to-billing","after":1,"limit":2}`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p node.DeadLettersReply
+	if err := json.Unmarshal(page.Data, &p); err != nil || len(p.DeadLetters) != 2 || p.DeadLetters[0].ExportSeq != 2 || p.Next != 3 {
+		t.Fatalf("a page of dead letters: %s (%v)", page.Data, err)
+	}
 
 	// Replayed before a fix, a dead letter fails again; after billing
 	// relaxes its contract, those that now pass are appended once.

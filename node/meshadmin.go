@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
-	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,8 @@ type DeleteReply struct {
 type DeadLettersReply struct {
 	Name        string       `json:"name"`
 	DeadLetters []DeadLetter `json:"dead_letters"`
+	// Next, when not 0, is the after that continues the list.
+	Next uint64 `json:"next,omitempty"`
 }
 
 func (n *Node) handleDelete(req micro.Request) {
@@ -60,25 +63,36 @@ func (n *Node) handleDelete(req micro.Request) {
 		replyError(req, e)
 		return
 	}
-	_ = req.RespondJSON(DeleteReply{Kind: body.Kind, Name: body.Name, Status: "deleted"})
+	respondJSON(req, DeleteReply{Kind: body.Kind, Name: body.Name, Status: "deleted"})
+}
+
+// DeadLettersRequest is the body of dm.admin.link.deadletters.
+type DeadLettersRequest struct {
+	Name string `json:"name"`
+	// After skips the dead letters up to this export seq (paging).
+	After uint64 `json:"after,omitempty"`
+	// Limit is how many to return: default 100, at most 1000.
+	Limit int `json:"limit,omitempty"`
 }
 
 func (n *Node) handleDeadLetters(req micro.Request) {
-	var body struct {
-		Name string `json:"name"`
-	}
-	if err := json.Unmarshal(req.Data(), &body); err != nil || body.Name == "" {
-		replyError(req, errBadRequest(`want {"name": "<link>"}`))
+	var body DeadLettersRequest
+	if err := json.Unmarshal(req.Data(), &body); err != nil || body.Name == "" || body.Limit < 0 {
+		replyError(req, errBadRequest(`want {"name": "<link>", "after": <export seq>, "limit": <1..1000>}`))
 		return
 	}
+	if body.Limit == 0 {
+		body.Limit = 100
+	}
+	body.Limit = min(body.Limit, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	dls, e := n.mesh.deadLetters(ctx, body.Name)
+	dls, next, e := n.mesh.deadLetters(ctx, body.Name, body.After, body.Limit)
 	if e != nil {
 		replyError(req, e)
 		return
 	}
-	_ = req.RespondJSON(DeadLettersReply{Name: body.Name, DeadLetters: dls})
+	respondJSON(req, DeadLettersReply{Name: body.Name, DeadLetters: dls, Next: next})
 }
 
 // deleteExport stops an export, forgets its definition and deletes its
@@ -96,18 +110,29 @@ func (m *mesh) deleteExport(ctx context.Context, name string) *Error {
 		return errUnavailable("delete export %s: %v", name, err)
 	}
 	delete(m.exports, name)
-	for _, peer := range r.spec.To {
-		if err := m.dropExportStream(ctx, peer, name); err != nil {
-			return errUnavailable("export %s deleted, but its stream for %s was not: %v", name, peer, err)
-		}
+	if err := m.sweepExportStreams(ctx); err != nil {
+		return errUnavailable("export %s deleted, but not all its copies (the node deletes them at its next start or apply): %v", name, err)
 	}
 	m.log.Info("export deleted", "export", name)
 	return nil
 }
 
-// dropExportStream deletes the copy of an export that peer reads.
-func (m *mesh) dropExportStream(ctx context.Context, peer, name string) error {
-	nc, err := m.n.connectAccount(exportAccount(peer), nats.Name("datamesh-export-delete"))
+// sweepExportStreams deletes every export stream that no export grants to
+// the peer of its account any more: after an export is deleted, or a peer
+// removed from its to, and at start-up (in case the node stopped between
+// storing the change and deleting the copies). m.mu must be held.
+func (m *mesh) sweepExportStreams(ctx context.Context) error {
+	var errs []error
+	for _, peer := range sortedPeers(m.n.cfg) {
+		if err := m.sweepPeer(ctx, peer); err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: %w", peer, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *mesh) sweepPeer(ctx context.Context, peer string) error {
+	nc, err := m.n.connectAccount(exportAccount(peer), nats.Name("datamesh-export-sweep"))
 	if err != nil {
 		return err
 	}
@@ -116,24 +141,25 @@ func (m *mesh) dropExportStream(ctx context.Context, peer, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := js.DeleteStream(ctx, exportStreamName(name)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return err
-	}
-	return nil
-}
-
-// dropRemovedPeers deletes the streams of peers that an export no longer
-// grants. m.mu must be held.
-func (m *mesh) dropRemovedPeers(old, updated *meshlink.Export) *Error {
-	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
-	defer cancel()
-	for _, peer := range old.To {
-		if slices.Contains(updated.To, peer) {
+	names := js.StreamNames(ctx)
+	var stale []string
+	for name := range names.Name() {
+		export, ok := strings.CutPrefix(name, exportStreamName(""))
+		if !ok {
 			continue
 		}
-		if err := m.dropExportStream(ctx, peer, old.Name); err != nil {
-			return errUnavailable("export %s: revoke %s: %v", old.Name, peer, err)
+		if r := m.exports[export]; r == nil || !slices.Contains(r.spec.To, peer) {
+			stale = append(stale, name)
 		}
+	}
+	if err := names.Err(); err != nil {
+		return err
+	}
+	for _, name := range stale {
+		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+		m.log.Info("export copy deleted", "stream", name, "peer", peer)
 	}
 	return nil
 }
@@ -166,33 +192,47 @@ func (m *mesh) deleteLink(ctx context.Context, name string) *Error {
 	return nil
 }
 
-// deadLetters lists a link's dead letters in export order.
-func (m *mesh) deadLetters(ctx context.Context, name string) ([]DeadLetter, *Error) {
+// deadLetters lists up to limit of a link's dead letters after export seq
+// after, in export order; next continues the list (0: no more).
+func (m *mesh) deadLetters(ctx context.Context, name string, after uint64, limit int) (dls []DeadLetter, next uint64, e *Error) {
 	m.mu.Lock()
 	_, ok := m.links[name]
 	m.mu.Unlock()
 	if !ok {
-		return nil, newError(CodeNotFound, 404, "no link %q", name)
+		return nil, 0, newError(CodeNotFound, 404, "no link %q", name)
 	}
-	keys, err := m.kv.ListKeysFiltered(ctx, "deadletter."+name+".*")
+	keys, err := listKeys(ctx, m.kv, "deadletter."+name+".*")
 	if err != nil {
-		return nil, errUnavailable("list dead letters: %v", err)
+		return nil, 0, errUnavailable("list dead letters: %v", err)
 	}
-	defer keys.Stop() // frees the lister on an early return
-	out := []DeadLetter{}
-	for key := range keys.Keys() {
-		e, err := m.kv.Get(ctx, key)
+	var seqs []uint64
+	for _, key := range keys {
+		s, err := strconv.ParseUint(key[strings.LastIndexByte(key, '.')+1:], 10, 64)
+		if err == nil && s > after {
+			seqs = append(seqs, s)
+		}
+	}
+	slices.Sort(seqs)
+	if len(seqs) > limit {
+		seqs, next = seqs[:limit], seqs[limit-1]
+	}
+	dls = []DeadLetter{}
+	for _, s := range seqs {
+		key := deadLetterKey(name, s)
+		entry, err := m.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // replayed meanwhile
+		}
 		if err != nil {
-			return nil, errUnavailable("read %s: %v", key, err)
+			return nil, 0, errUnavailable("read %s: %v", key, err)
 		}
 		var dl DeadLetter
-		if err := json.Unmarshal(e.Value(), &dl); err != nil {
-			return nil, errInternal("decode %s: %v", key, err)
+		if err := json.Unmarshal(entry.Value(), &dl); err != nil {
+			return nil, 0, errInternal("decode %s: %v", key, err)
 		}
-		out = append(out, dl)
+		dls = append(dls, dl)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ExportSeq < out[j].ExportSeq })
-	return out, nil
+	return dls, next, nil
 }
 
 // ReplayRequest is the body of dm.admin.link.replay.
@@ -209,9 +249,16 @@ type ReplayReply struct {
 	Replayed []uint64 `json:"replayed"`
 	// Filtered are dropped by the link's filter now; they are removed too.
 	Filtered []uint64 `json:"filtered"`
-	// Failed are still refused; their dead letters now hold the new error.
+	// Failed are still refused (without their data); their dead letters
+	// now hold the new error.
 	Failed []DeadLetter `json:"failed"`
+	// More says that dead letters are left beyond this call's maxReplay.
+	More bool `json:"more,omitempty"`
 }
+
+// maxReplay bounds the dead letters one replay handles, so that it answers
+// within the API timeout; More in the reply says to call again.
+const maxReplay = 500
 
 func (n *Node) handleReplay(req micro.Request) {
 	var body ReplayRequest
@@ -226,7 +273,7 @@ func (n *Node) handleReplay(req micro.Request) {
 		replyError(req, e)
 		return
 	}
-	_ = req.RespondJSON(r)
+	respondJSON(req, r)
 }
 
 // replay runs a link's dead letters through its current transform and
@@ -244,33 +291,20 @@ func (m *mesh) replay(ctx context.Context, name string, seqs []uint64) (*ReplayR
 	}
 	w.replayMu.Lock() // one replay of a link at a time
 	defer w.replayMu.Unlock()
-	dls, e := m.deadLetters(ctx, name)
+	var (
+		dls  []DeadLetter
+		next uint64
+		e    *Error
+	)
+	if len(seqs) == 0 {
+		dls, next, e = m.deadLetters(ctx, name, 0, maxReplay)
+	} else {
+		dls, e = m.pickDeadLetters(ctx, name, seqs)
+	}
 	if e != nil {
 		return nil, e
 	}
-	if len(seqs) > 0 {
-		want := map[uint64]bool{}
-		for _, s := range seqs {
-			want[s] = true
-		}
-		picked := dls[:0]
-		for _, dl := range dls {
-			if want[dl.ExportSeq] {
-				picked = append(picked, dl)
-				delete(want, dl.ExportSeq)
-			}
-		}
-		if len(want) > 0 {
-			missing := make([]uint64, 0, len(want))
-			for s := range want {
-				missing = append(missing, s)
-			}
-			sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
-			return nil, newError(CodeNotFound, 404, "link %s has no dead letter at export seq %v", name, missing)
-		}
-		dls = picked
-	}
-	r := &ReplayReply{Name: name, Replayed: []uint64{}, Filtered: []uint64{}, Failed: []DeadLetter{}}
+	r := &ReplayReply{Name: name, Replayed: []uint64{}, Filtered: []uint64{}, Failed: []DeadLetter{}, More: next != 0}
 	if len(dls) == 0 {
 		return r, nil
 	}
@@ -295,13 +329,20 @@ func (m *mesh) replay(ctx context.Context, name string, seqs []uint64) (*ReplayR
 		if dl.ExportSeq > checkpoint {
 			// Its batch is not checkpointed yet: a replayed event there
 			// would look, to the link's recovery, like the batch's end.
-			dl.Error = "the link has not checkpointed this event's batch yet; replay it again in a moment"
+			dl.Error, dl.Data = "the link has not checkpointed this event's batch yet; replay it again in a moment", nil
 			r.Failed = append(r.Failed, dl)
 			continue
 		}
 		raw, err := st.GetMsg(ctx, dl.ExportSeq)
-		if err != nil {
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return r, errUnavailable("read export seq %d: %v", dl.ExportSeq, err)
+		}
+		if err != nil || raw.Header.Get(HeaderOriginSeq) != strconv.FormatUint(dl.OriginSeq, 10) {
+			// A stream deleted and created again numbers from 1: this
+			// seq holds another event now, or none.
+			dl.Error, dl.Data = "the owner's export no longer holds this event at its export seq (was the export deleted and applied again?)", nil
+			r.Failed = append(r.Failed, dl)
+			continue
 		}
 		msg, terr := w.transform(raw.Subject, raw.Header, raw.Data, dl.ExportSeq, dl.OriginSeq)
 		switch {
@@ -310,6 +351,7 @@ func (m *mesh) replay(ctx context.Context, name string, seqs []uint64) (*ReplayR
 			if err := m.putDeadLetter(ctx, key, dl); err != nil {
 				return r, errUnavailable("update dead letter %d: %v", dl.ExportSeq, err)
 			}
+			dl.Data = nil // the reply names the failures; dead-letters shows the data
 			r.Failed = append(r.Failed, dl)
 			continue
 		case msg == nil:
@@ -324,11 +366,44 @@ func (m *mesh) replay(ctx context.Context, name string, seqs []uint64) (*ReplayR
 			return r, errUnavailable("remove dead letter %d: %v", dl.ExportSeq, err)
 		}
 		w.mu.Lock()
-		w.dead--
+		if w.dead > 0 { // recover may have counted again meanwhile
+			w.dead--
+		}
 		w.mu.Unlock()
 	}
 	m.log.Info("dead letters replayed", "link", name, "replayed", len(r.Replayed), "filtered", len(r.Filtered), "failed", len(r.Failed))
 	return r, nil
+}
+
+// pickDeadLetters reads the dead letters at seqs, in export order.
+func (m *mesh) pickDeadLetters(ctx context.Context, name string, seqs []uint64) ([]DeadLetter, *Error) {
+	if len(seqs) > maxReplay {
+		return nil, errBadRequest("at most %d export seqs per replay", maxReplay)
+	}
+	seqs = slices.Clone(seqs)
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	var dls []DeadLetter
+	var missing []uint64
+	for _, s := range seqs {
+		entry, err := m.kv.Get(ctx, deadLetterKey(name, s))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			missing = append(missing, s)
+			continue
+		}
+		if err != nil {
+			return nil, errUnavailable("read dead letter %d: %v", s, err)
+		}
+		var dl DeadLetter
+		if err := json.Unmarshal(entry.Value(), &dl); err != nil {
+			return nil, errInternal("decode dead letter %d: %v", s, err)
+		}
+		dls = append(dls, dl)
+	}
+	if len(missing) > 0 {
+		return nil, newError(CodeNotFound, 404, "link %s has no dead letter at export seq %v", name, missing)
+	}
+	return dls, nil
 }
 
 func (m *mesh) putDeadLetter(ctx context.Context, key string, dl DeadLetter) error {

@@ -72,13 +72,12 @@ func (p *projections) open(ctx context.Context, natives []nativeProjection) erro
 	p.previous = map[string][]int{}
 	p.rolledBack = map[string][]int{}
 	p.native = map[string]bool{}
-	keys, err := p.kv.ListKeysFiltered(ctx, "projection.>")
+	keys, err := listKeys(ctx, p.kv, "projection.>")
 	if err != nil {
 		return fmt.Errorf("list projections: %w", err)
 	}
-	defer keys.Stop() // frees the lister on an early return
 	var specs []*projection.Spec
-	for key := range keys.Keys() {
+	for _, key := range keys {
 		e, err := p.kv.Get(ctx, key)
 		if err != nil {
 			return fmt.Errorf("load %s: %w", key, err)

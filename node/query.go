@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/tidwall/gjson"
 
@@ -60,7 +61,9 @@ func (n *Node) handleQuery(req micro.Request) {
 		if err == nil {
 			var b []byte
 			if b, err = encodeResult(res); err == nil {
-				_ = req.Respond(b)
+				if err = req.Respond(b); errors.Is(err, nats.ErrMaxPayload) {
+					replyError(req, errTooLarge("the answer is larger than the server's max payload; ask for fewer documents (limit)"))
+				}
 				return
 			}
 		}
@@ -199,7 +202,7 @@ func (n *Node) handleProjections(req micro.Request) {
 	if st == nil {
 		st = []projection.Status{}
 	}
-	_ = req.RespondJSON(ProjectionsReply{Projections: st})
+	respondJSON(req, ProjectionsReply{Projections: st})
 }
 
 func (n *Node) handleRetry(req micro.Request) {
@@ -220,5 +223,5 @@ func (n *Node) handleRetry(req micro.Request) {
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
 	head, _ := n.events.head(ctx)
-	_ = req.RespondJSON(w.Status(head))
+	respondJSON(req, w.Status(head))
 }

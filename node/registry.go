@@ -177,3 +177,21 @@ func (r *registry) applyContracts(ctx context.Context, cs []*schemas.Contract, f
 	}
 	return results, nil
 }
+
+// listKeys returns every key of kv that matches filter. It reads the lister
+// to its end (a lister left early keeps a goroutine blocked) and fails if
+// ctx ended first: the lister then stops early, without an error.
+func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	lister, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}

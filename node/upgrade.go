@@ -54,7 +54,7 @@ func (n *Node) handlePromote(req micro.Request) {
 		defer cancel()
 		var prev int
 		if prev, e = n.projections.promote(ctx, r.Name, r.Version); e == nil {
-			_ = req.RespondJSON(AliasReply{Name: r.Name, Active: r.Version, Previous: prev})
+			respondJSON(req, AliasReply{Name: r.Name, Active: r.Version, Previous: prev})
 			return
 		}
 	}
@@ -68,7 +68,7 @@ func (n *Node) handleRollback(req micro.Request) {
 		defer cancel()
 		var from, to int
 		if from, to, e = n.projections.rollback(ctx, r.Name); e == nil {
-			_ = req.RespondJSON(AliasReply{Name: r.Name, Active: to, Previous: from})
+			respondJSON(req, AliasReply{Name: r.Name, Active: to, Previous: from})
 			return
 		}
 	}
@@ -81,7 +81,7 @@ func (n *Node) handleRetire(req micro.Request) {
 		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 		defer cancel()
 		if e = n.projections.retire(ctx, r.Name, r.Version); e == nil {
-			_ = req.RespondJSON(RetireReply{Name: r.Name, Version: r.Version, Retired: true})
+			respondJSON(req, RetireReply{Name: r.Name, Version: r.Version, Retired: true})
 			return
 		}
 	}

@@ -157,14 +157,23 @@ func (c *Client) Delete(kind, name string) (*node.DeleteReply, error) {
 	return &r, nil
 }
 
-// DeadLetters lists the events a link could not import, in export order.
+// DeadLetters lists the events a link could not import, in export order,
+// reading every page.
 func (c *Client) DeadLetters(link string) ([]node.DeadLetter, error) {
-	b, _ := json.Marshal(map[string]string{"name": link})
-	var r node.DeadLettersReply
-	if err := c.call(node.SubjectDeadLetters, nil, b, &r); err != nil {
-		return nil, err
+	all := []node.DeadLetter{}
+	req := node.DeadLettersRequest{Name: link, Limit: 1000}
+	for {
+		b, _ := json.Marshal(req)
+		var r node.DeadLettersReply
+		if err := c.call(node.SubjectDeadLetters, nil, b, &r); err != nil {
+			return nil, err
+		}
+		all = append(all, r.DeadLetters...)
+		if r.Next == 0 {
+			return all, nil
+		}
+		req.After = r.Next
 	}
-	return r.DeadLetters, nil
 }
 
 // Replay runs a link's dead letters (those at exportSeqs; none: all) through
