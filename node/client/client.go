@@ -17,8 +17,9 @@ import (
 	"github.com/datamesh/datamesh/projection"
 )
 
-// DefaultTimeout bounds each request.
-const DefaultTimeout = 10 * time.Second
+// DefaultTimeout bounds each request. It is longer than the node's own
+// bound on admin work (10 s), so a slow admin call is answered, not lost.
+const DefaultTimeout = 15 * time.Second
 
 // Client calls a node's API over a NATS connection it does not own.
 type Client struct {
@@ -228,7 +229,13 @@ func (c *Client) Query(name string, q projection.Query) (*projection.Result, err
 		return nil, err
 	}
 	var r projection.Result
-	return &r, c.call(node.SubjectQuery+"."+name, nil, body, &r)
+	// A query waiting for min_seq may take its timeout_ms (5 s by default)
+	// and must be answered, even with not_up_to_date.
+	cc := c
+	if wait := time.Duration(q.TimeoutMS)*time.Millisecond + 2*time.Second; q.MinSeq > 0 && wait > c.timeout {
+		cc = c.WithTimeout(wait)
+	}
+	return &r, cc.call(node.SubjectQuery+"."+name, nil, body, &r)
 }
 
 // Get returns one document of a projection, waiting for minSeq if not 0.
