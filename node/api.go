@@ -67,17 +67,30 @@ func (n *Node) gated(h micro.HandlerFunc) micro.HandlerFunc {
 	}
 }
 
-// respondJSON answers req with v, or with an error reply when v cannot be
-// sent (larger than the server's max payload): never with silence.
+// respondJSON answers req with v (see respondBytes).
 func respondJSON(req micro.Request, v any) {
-	err := req.RespondJSON(v)
-	switch {
-	case err == nil:
-	case errors.Is(err, nats.ErrMaxPayload):
-		replyError(req, errTooLarge("the reply is larger than the server's max payload; ask for less (a limit, a page)"))
-	default:
-		replyError(req, errUnavailable("reply: %v", err))
+	b, err := json.Marshal(v)
+	if err != nil {
+		replyError(req, errInternal("encode reply: %v", err))
+		return
 	}
+	respondBytes(req, b)
+}
+
+// respondBytes answers req with b, or with an error reply when b cannot be
+// sent: never with silence.
+func respondBytes(req micro.Request, b []byte) {
+	if err := req.Respond(b); err != nil {
+		replyError(req, replyFailed(err))
+	}
+}
+
+// replyFailed is the error answer to a reply that could not be sent.
+func replyFailed(err error) *Error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return errTooLarge("the reply is larger than the server's max payload; ask for less (a limit, a page)")
+	}
+	return errUnavailable("reply: %v", err)
 }
 
 // replyError answers a request synchronously, inside its handler, so the
@@ -103,7 +116,7 @@ func (n *Node) respond(reply string, v any) {
 		return
 	}
 	if err := n.nc.Publish(reply, b); err != nil {
-		n.log.Warn("reply failed", "error", err)
+		n.respondError(reply, replyFailed(err))
 	}
 }
 

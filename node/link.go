@@ -575,14 +575,12 @@ func (w *linkWorker) recover(ctx context.Context, js jetstream.JetStream) error 
 			}
 		}
 	}
-	n := uint64(0)
-	if keys, err := w.m.kv.ListKeysFiltered(ctx, "deadletter."+w.spec.Name+".>"); err == nil {
-		for range keys.Keys() {
-			n++
-		}
+	dead, err := listKeys(ctx, w.m.kv, "deadletter."+w.spec.Name+".>")
+	if err != nil {
+		return fmt.Errorf("count dead letters: %w", err)
 	}
 	w.mu.Lock()
-	w.cp, w.dead = cp, n
+	w.cp, w.dead = cp, uint64(len(dead))
 	w.mu.Unlock()
 	return nil
 }

@@ -104,11 +104,12 @@ func (m *mesh) deleteExport(ctx context.Context, name string) *Error {
 	if r == nil {
 		return newError(CodeNotFound, 404, "no export %q", name)
 	}
-	r.cancel()
-	r.wait()
+	// Forget it first: if that fails, the export runs on unchanged.
 	if err := m.n.registry.kv.Delete(ctx, exportKVKey(name)); err != nil {
 		return errUnavailable("delete export %s: %v", name, err)
 	}
+	r.cancel()
+	r.wait()
 	delete(m.exports, name)
 	if err := m.sweepExportStreams(ctx); err != nil {
 		return errUnavailable("export %s deleted, but not all its copies (the node deletes them at its next start or apply): %v", name, err)
@@ -175,11 +176,12 @@ func (m *mesh) deleteLink(ctx context.Context, name string) *Error {
 	if w == nil {
 		return newError(CodeNotFound, 404, "no link %q", name)
 	}
-	w.cancel()
-	w.wait()
+	// Forget it first: if that fails, the link runs on unchanged.
 	if err := m.n.registry.kv.Delete(ctx, linkKVKey(name)); err != nil {
 		return errUnavailable("delete link %s: %v", name, err)
 	}
+	w.cancel()
+	w.wait()
 	delete(m.links, name)
 	remotes := map[string]string{}
 	for _, l := range m.links {

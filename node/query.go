@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/tidwall/gjson"
 
@@ -58,16 +57,16 @@ func (n *Node) handleQuery(req micro.Request) {
 	if q.MinSeq == 0 || q.MinSeq <= w.Applied() {
 		// Nothing to wait for: answer in the handler, without a goroutine.
 		res, err := w.Query(context.Background(), &q)
-		if err == nil {
-			var b []byte
-			if b, err = encodeResult(res); err == nil {
-				if err = req.Respond(b); errors.Is(err, nats.ErrMaxPayload) {
-					replyError(req, errTooLarge("the answer is larger than the server's max payload; ask for fewer documents (limit)"))
-				}
-				return
-			}
+		if err != nil {
+			replyError(req, queryError(err, w))
+			return
 		}
-		replyError(req, queryError(err, w))
+		b, err := encodeResult(res)
+		if err != nil {
+			replyError(req, errInternal("encode answer: %v", err))
+			return
+		}
+		respondBytes(req, b)
 		return
 	}
 	wait := q.TimeoutMS
