@@ -177,7 +177,7 @@ func (f *fieldErrors) tokens(path string, list []string, required bool) {
 	}
 	seen := map[string]bool{}
 	for _, t := range list {
-		if !validToken(t) {
+		if !schemas.ValidToken(t) {
 			f.add(path, "%q must be one NATS token: no '.', '*', '>' or whitespace", t)
 		}
 		if seen[t] {
@@ -302,6 +302,6 @@ func sameJSON(a, b any) bool {
 	return bytes.Equal(x, y)
 }
 
-func validToken(s string) bool {
-	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
-}
+// validToken is schemas.ValidToken, under the name transform.go calls it
+// by; not a copy.
+var validToken = schemas.ValidToken

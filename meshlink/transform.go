@@ -8,7 +8,7 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
-	"github.com/datamesh/datamesh/projection"
+	"github.com/datamesh/datamesh/projection/expression"
 )
 
 // Event is an imported event as a transformer sees it, and as it returns it.
@@ -62,7 +62,7 @@ func Compile(t Transform) (Transformer, error) {
 		if strings.TrimSpace(f.src) == "" {
 			continue
 		}
-		p, err := projection.CompileExpression(f.path, f.src)
+		p, err := expression.Compile(f.path, f.src)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -78,11 +78,11 @@ func Compile(t Transform) (Transformer, error) {
 // Transform applies the expressions in order: filter, then type,
 // aggregate, id and data, each seeing the original event.
 func (x *exprTransformer) Transform(in Event) (Event, bool, error) {
-	pe := &projection.Event{ID: in.ID, EventID: in.EventID, Type: in.Type, Aggregate: in.Aggregate,
+	pe := &expression.Event{ID: in.ID, EventID: in.EventID, Type: in.Type, Aggregate: in.Aggregate,
 		Source: in.Source, Time: in.Time, Seq: in.Seq}
 	out := in
 	if x.filter != nil {
-		v, err := projection.RunExpression(x.filter, pe, in.Data)
+		v, err := expression.Run(x.filter, pe, in.Data)
 		if err != nil {
 			return out, false, fmt.Errorf("filter: %w", err)
 		}
@@ -102,7 +102,7 @@ func (x *exprTransformer) Transform(in Event) (Event, bool, error) {
 		if f.p == nil {
 			continue
 		}
-		v, err := projection.RunExpression(f.p, pe, in.Data)
+		v, err := expression.Run(f.p, pe, in.Data)
 		if err != nil {
 			return out, false, fmt.Errorf("%s: %w", f.name, err)
 		}
@@ -113,7 +113,7 @@ func (x *exprTransformer) Transform(in Event) (Event, bool, error) {
 		*f.dst = s
 	}
 	if x.data != nil {
-		v, err := projection.RunExpression(x.data, pe, in.Data)
+		v, err := expression.Run(x.data, pe, in.Data)
 		if err != nil {
 			return out, false, fmt.Errorf("data: %w", err)
 		}

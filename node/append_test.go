@@ -12,20 +12,21 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 func TestAppendReadRoundTripOverTCP(t *testing.T) {
 	n := newNode(t)
 	nc := dial(t, n)
 
-	appendRaw := func(id, typ, body string, extra nats.Header) node.AppendReply {
+	appendRaw := func(id, typ, body string, extra nats.Header) protocol.AppendReply {
 		t.Helper()
 		h := nats.Header{"ce-type": {typ}}
 		for k, v := range extra {
 			h[k] = v
 		}
 		resp := request(t, nc, "dm.append.order."+id, h, body)
-		var r node.AppendReply
+		var r protocol.AppendReply
 		if err := json.Unmarshal(resp.Data, &r); err != nil {
 			t.Fatalf("reply %q: %v", resp.Data, err)
 		}
@@ -39,7 +40,7 @@ func TestAppendReadRoundTripOverTCP(t *testing.T) {
 	}
 
 	resp := request(t, nc, "dm.read.order.o-1", nil, "")
-	var rr node.ReadReply
+	var rr protocol.ReadReply
 	if err := json.Unmarshal(resp.Data, &rr); err != nil {
 		t.Fatalf("read reply %q: %v", resp.Data, err)
 	}
@@ -78,21 +79,21 @@ func TestAppendReadRoundTripOverTCP(t *testing.T) {
 
 	// A category read pages through every order.
 	c := client.New(nc)
-	page, err := c.Read("order", "", node.ReadRequest{Limit: 2})
+	page, err := c.Read("order", "", protocol.ReadRequest{Limit: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(page.Events) != 2 || page.NextSeq != 3 {
 		t.Fatalf("got %d events next %d, want 2 next 3", len(page.Events), page.NextSeq)
 	}
-	rest, err := c.Read("order", "", node.ReadRequest{FromSeq: page.NextSeq})
+	rest, err := c.Read("order", "", protocol.ReadRequest{FromSeq: page.NextSeq})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rest.Events) != 1 || rest.Events[0].Seq != 3 || rest.NextSeq != 0 {
 		t.Fatalf("got %+v, want only seq 3", rest)
 	}
-	none, err := c.Read("customer", "", node.ReadRequest{})
+	none, err := c.Read("customer", "", protocol.ReadRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestAppendVersionConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Append("order", "o-1", "OrderPlaced", []byte(`{}`), client.AppendOptions{ExpectedVersion: client.Expect(0)})
-	e := wantAPIError(t, err, node.CodeVersionConflict)
+	e := wantAPIError(t, err, protocol.CodeVersionConflict)
 	if e.Status != 409 || e.CurrentVersion == nil || *e.CurrentVersion != r.Seq {
 		t.Fatalf("got %+v, want status 409 and current_version %d", e, r.Seq)
 	}
@@ -157,27 +158,27 @@ func TestAppendErrorReplies(t *testing.T) {
 		body          string
 		status, code  string
 	}{
-		{"body not JSON", "dm.append.order.o-1", typ, `{"total":`, "400", node.CodeBadRequest},
-		{"empty body", "dm.append.order.o-1", typ, ``, "400", node.CodeBadRequest},
-		{"missing ce-type", "dm.append.order.o-1", nil, `{}`, "400", node.CodeBadRequest},
-		{"type with a dot", "dm.append.order.o-1", nats.Header{"ce-type": {"Order.Placed"}}, `{}`, "400", node.CodeBadRequest},
-		{"type with a star", "dm.append.order.o-1", nats.Header{"ce-type": {"Order*"}}, `{}`, "400", node.CodeBadRequest},
-		{"type with a space", "dm.append.order.o-1", nats.Header{"ce-type": {"Order Placed"}}, `{}`, "400", node.CodeBadRequest},
-		{"no id in subject", "dm.append.order", typ, `{}`, "400", node.CodeBadRequest},
-		{"too many tokens", "dm.append.order.o-1.x", typ, `{}`, "400", node.CodeBadRequest},
-		{"bad expected version", "dm.append.order.o-1", nats.Header{"ce-type": {"X"}, "Dm-Expected-Version": {"abc"}}, `{}`, "400", node.CodeBadRequest},
-		{"bad time", "dm.append.order.o-1", nats.Header{"ce-type": {"X"}, "ce-time": {"yesterday"}}, `{}`, "400", node.CodeBadRequest},
-		{"bad specversion", "dm.append.order.o-1", nats.Header{"ce-type": {"X"}, "ce-specversion": {"0.3"}}, `{}`, "400", node.CodeBadRequest},
-		{"not JSON content", "dm.append.order.o-1", nats.Header{"ce-type": {"X"}, "content-type": {"text/plain"}}, `{}`, "400", node.CodeBadRequest},
-		{"too large", "dm.append.order.o-1", typ, `{"x":"` + strings.Repeat("a", 2000) + `"}`, "413", node.CodeTooLarge},
-		{"batch not an array", "dm.append.order.o-1", nats.Header{"content-type": {node.ContentTypeBatch}}, `{"type":"X"}`, "400", node.CodeBadRequest},
-		{"empty batch", "dm.append.order.o-1", nats.Header{"content-type": {node.ContentTypeBatch}}, `[]`, "400", node.CodeBadRequest},
-		{"read with bad body", "dm.read.order.o-1", nil, `{"from":1}`, "400", node.CodeBadRequest},
-		{"read with bad limit", "dm.read.order", nil, `{"limit":-1}`, "400", node.CodeBadRequest},
-		{"apply nothing", "dm.admin.apply", nil, ``, "400", node.CodeBadRequest},
-		{"apply unknown kind", "dm.admin.apply", nil, "kind: Widget\nname: w\n", "400", node.CodeBadRequest},
-		{"apply no kind", "dm.admin.apply", nil, "name: w\n", "400", node.CodeBadRequest},
-		{"apply bad force", "dm.admin.apply", nats.Header{"Dm-Force": {"maybe"}}, "kind: EventType\n", "400", node.CodeBadRequest},
+		{"body not JSON", "dm.append.order.o-1", typ, `{"total":`, "400", protocol.CodeBadRequest},
+		{"empty body", "dm.append.order.o-1", typ, ``, "400", protocol.CodeBadRequest},
+		{"missing ce-type", "dm.append.order.o-1", nil, `{}`, "400", protocol.CodeBadRequest},
+		{"type with a dot", "dm.append.order.o-1", nats.Header{"ce-type": {"Order.Placed"}}, `{}`, "400", protocol.CodeBadRequest},
+		{"type with a star", "dm.append.order.o-1", nats.Header{"ce-type": {"Order*"}}, `{}`, "400", protocol.CodeBadRequest},
+		{"type with a space", "dm.append.order.o-1", nats.Header{"ce-type": {"Order Placed"}}, `{}`, "400", protocol.CodeBadRequest},
+		{"no id in subject", "dm.append.order", typ, `{}`, "400", protocol.CodeBadRequest},
+		{"too many tokens", "dm.append.order.o-1.x", typ, `{}`, "400", protocol.CodeBadRequest},
+		{"bad expected version", "dm.append.order.o-1", nats.Header{"ce-type": {"X"}, "Dm-Expected-Version": {"abc"}}, `{}`, "400", protocol.CodeBadRequest},
+		{"bad time", "dm.append.order.o-1", nats.Header{"ce-type": {"X"}, "ce-time": {"yesterday"}}, `{}`, "400", protocol.CodeBadRequest},
+		{"bad specversion", "dm.append.order.o-1", nats.Header{"ce-type": {"X"}, "ce-specversion": {"0.3"}}, `{}`, "400", protocol.CodeBadRequest},
+		{"not JSON content", "dm.append.order.o-1", nats.Header{"ce-type": {"X"}, "content-type": {"text/plain"}}, `{}`, "400", protocol.CodeBadRequest},
+		{"too large", "dm.append.order.o-1", typ, `{"x":"` + strings.Repeat("a", 2000) + `"}`, "413", protocol.CodeTooLarge},
+		{"batch not an array", "dm.append.order.o-1", nats.Header{"content-type": {protocol.ContentTypeBatch}}, `{"type":"X"}`, "400", protocol.CodeBadRequest},
+		{"empty batch", "dm.append.order.o-1", nats.Header{"content-type": {protocol.ContentTypeBatch}}, `[]`, "400", protocol.CodeBadRequest},
+		{"read with bad body", "dm.read.order.o-1", nil, `{"from":1}`, "400", protocol.CodeBadRequest},
+		{"read with bad limit", "dm.read.order", nil, `{"limit":-1}`, "400", protocol.CodeBadRequest},
+		{"apply nothing", "dm.admin.apply", nil, ``, "400", protocol.CodeBadRequest},
+		{"apply unknown kind", "dm.admin.apply", nil, "kind: Widget\nname: w\n", "400", protocol.CodeBadRequest},
+		{"apply no kind", "dm.admin.apply", nil, "name: w\n", "400", protocol.CodeBadRequest},
+		{"apply bad force", "dm.admin.apply", nats.Header{"Dm-Force": {"maybe"}}, "kind: EventType\n", "400", protocol.CodeBadRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,7 +224,7 @@ func testPipelinedAppends(t *testing.T, n *node.Node) {
 	seqs := map[uint64]bool{}
 	for range total {
 		m := receive(t, replies)
-		var r node.AppendReply
+		var r protocol.AppendReply
 		if err := json.Unmarshal(m.Data, &r); err != nil || r.Seq == 0 {
 			t.Fatalf("reply %q: %v", m.Data, err)
 		}
@@ -259,7 +260,7 @@ func TestConcurrentExpectedVersionWritersOneWins(t *testing.T) {
 			won++
 			continue
 		}
-		wantAPIError(t, err, node.CodeVersionConflict)
+		wantAPIError(t, err, protocol.CodeVersionConflict)
 	}
 	if won != 1 {
 		t.Fatalf("got %d winners, want exactly 1", won)
@@ -308,8 +309,8 @@ func TestGroupCommitKeepsEachAnswer(t *testing.T) {
 		m := receive(t, replies)
 		i, _ := strconv.Atoi(m.Subject[len(inbox)+1:])
 		var body struct {
-			node.AppendReply
-			Error *node.Error `json:"error"`
+			protocol.AppendReply
+			Error *protocol.Error `json:"error"`
 		}
 		if err := json.Unmarshal(m.Data, &body); err != nil {
 			t.Fatal(err)
@@ -320,7 +321,7 @@ func TestGroupCommitKeepsEachAnswer(t *testing.T) {
 				t.Fatalf("append %d: got %s, want a duplicate of seq 1", i, m.Data)
 			}
 		case i%10 == 7:
-			if body.Error == nil || body.Error.Code != node.CodeVersionConflict {
+			if body.Error == nil || body.Error.Code != protocol.CodeVersionConflict {
 				t.Fatalf("append %d: got %s, want a version conflict", i, m.Data)
 			}
 		default:

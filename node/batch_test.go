@@ -6,6 +6,7 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 func orderEvents(n int, prefix string) []map[string]any {
@@ -48,7 +49,7 @@ func TestBatchIsStoredWhole(t *testing.T) {
 		bad := orderEvents(3, "b")
 		bad[1]["data"] = map[string]any{"sku": "s", "price": "free"}
 		_, err := c.AppendBatch("order", "o-1", bad, nil)
-		e := wantAPIError(t, err, node.CodeSchemaViolation)
+		e := wantAPIError(t, err, protocol.CodeSchemaViolation)
 		if e.Index == nil || *e.Index != 1 || len(e.Violations) == 0 || e.Violations[0].Path != "/1/data/price" {
 			t.Fatalf("got %+v, want index 1 and a violation at /1/data/price", e)
 		}
@@ -58,7 +59,7 @@ func TestBatchIsStoredWhole(t *testing.T) {
 	})
 	t.Run("a stale expected version stores nothing", func(t *testing.T) {
 		_, err := c.AppendBatch("order", "o-1", orderEvents(2, "c"), client.Expect(1))
-		e := wantAPIError(t, err, node.CodeVersionConflict)
+		e := wantAPIError(t, err, protocol.CodeVersionConflict)
 		if e.CurrentVersion == nil || *e.CurrentVersion != 5 {
 			t.Fatalf("got %+v, want current_version 5", e)
 		}
@@ -87,7 +88,7 @@ func TestBatchIsStoredWhole(t *testing.T) {
 		mixed := orderEvents(2, "d")
 		mixed[1]["id"] = "a-0"
 		_, err := c.AppendBatch("order", "o-1", mixed, nil)
-		wantAPIError(t, err, node.CodeDuplicate)
+		wantAPIError(t, err, protocol.CodeDuplicate)
 		if got := len(readAll(t, c, "order", "o-1")); got != 4 {
 			t.Fatalf("got %d events, want still 4", got)
 		}
@@ -96,18 +97,18 @@ func TestBatchIsStoredWhole(t *testing.T) {
 		twice := orderEvents(2, "e")
 		twice[1]["id"] = "e-0"
 		_, err := c.AppendBatch("order", "o-1", twice, nil)
-		e := wantAPIError(t, err, node.CodeBadRequest)
+		e := wantAPIError(t, err, protocol.CodeBadRequest)
 		if e.Index == nil || *e.Index != 1 {
 			t.Fatalf("got %+v, want index 1", e)
 		}
 	})
 	t.Run("over the batch limit is too large", func(t *testing.T) {
 		_, err := c.AppendBatch("order", "o-1", orderEvents(node.DefaultMaxBatch+1, "f"), nil)
-		wantAPIError(t, err, node.CodeTooLarge)
+		wantAPIError(t, err, protocol.CodeTooLarge)
 	})
 	t.Run("a missing type names the event", func(t *testing.T) {
 		_, err := c.AppendBatch("order", "o-1", []map[string]any{{"type": "ItemAdded", "data": map[string]any{"sku": "x", "price": 1}}, {"data": map[string]any{}}}, nil)
-		e := wantAPIError(t, err, node.CodeBadRequest)
+		e := wantAPIError(t, err, protocol.CodeBadRequest)
 		if e.Index == nil || *e.Index != 1 {
 			t.Fatalf("got %+v, want index 1", e)
 		}
@@ -128,5 +129,5 @@ func TestBatchOfNewAggregateWithExpectedZero(t *testing.T) {
 		t.Fatalf("got %+v, want 1000 contiguous seqs", r)
 	}
 	_, err = c.AppendBatch("order", "o-9", orderEvents(2, "h"), client.Expect(0))
-	wantAPIError(t, err, node.CodeVersionConflict)
+	wantAPIError(t, err, protocol.CodeVersionConflict)
 }

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -146,7 +146,7 @@ func TestBlueGreenUpgradeUnderLoad(t *testing.T) {
 		t.Fatalf("apply v2: %v %+v", err, r)
 	}
 	_, err = c.Promote("counts", 2)
-	e := wantAPIError(t, err, node.CodeNotReady)
+	e := wantAPIError(t, err, protocol.CodeNotReady)
 	if e.Message == "" {
 		t.Fatal("not_ready without a message")
 	}
@@ -207,7 +207,7 @@ func TestBlueGreenUpgradeUnderLoad(t *testing.T) {
 
 	// Retire: refused for the active version; the other one's file goes.
 	_, err = c.Retire("counts", 1)
-	wantAPIError(t, err, node.CodeConflict)
+	wantAPIError(t, err, protocol.CodeConflict)
 	if _, err := c.Promote("counts", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestBlueGreenUpgradeUnderLoad(t *testing.T) {
 		t.Fatalf("v1's file is still there: %v", err)
 	}
 	_, err = c.Query("counts", projection.Query{Get: ptr("bulk-0007"), Version: 1})
-	wantAPIError(t, err, node.CodeNotFound)
+	wantAPIError(t, err, protocol.CodeNotFound)
 
 	// A restart keeps the alias and resumes v2 from its checkpoint.
 	if err := n.Close(); err != nil {
@@ -240,16 +240,16 @@ func TestUpgradeAPIErrors(t *testing.T) {
 	c := newClient(t, n)
 	applyOrders(t, c)
 	_, err := c.Promote("nope", 1)
-	wantAPIError(t, err, node.CodeNotFound)
+	wantAPIError(t, err, protocol.CodeNotFound)
 	_, err = c.Promote("orders", 7)
-	wantAPIError(t, err, node.CodeNotFound)
+	wantAPIError(t, err, protocol.CodeNotFound)
 	_, err = c.Rollback("orders")
-	wantAPIError(t, err, node.CodeConflict) // nothing to roll back to
+	wantAPIError(t, err, protocol.CodeConflict) // nothing to roll back to
 	_, err = c.Retire("orders", 1)
-	wantAPIError(t, err, node.CodeConflict) // active
+	wantAPIError(t, err, protocol.CodeConflict) // active
 	nc := dial(t, n)
-	wantErrorReply(t, request(t, nc, node.SubjectPromote, nil, `{"name":"orders"}`), "400", node.CodeBadRequest)
-	wantErrorReply(t, request(t, nc, node.SubjectRetire, nil, `nope`), "400", node.CodeBadRequest)
+	wantErrorReply(t, request(t, nc, protocol.SubjectPromote, nil, `{"name":"orders"}`), "400", protocol.CodeBadRequest)
+	wantErrorReply(t, request(t, nc, protocol.SubjectRetire, nil, `nope`), "400", protocol.CodeBadRequest)
 }
 
 // TestPromoteAuto: a version with promote: auto becomes active once live,

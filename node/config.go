@@ -3,13 +3,17 @@ package node
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/datamesh/datamesh/node/embed"
+	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/schemas"
 )
 
@@ -24,7 +28,7 @@ const (
 	DefaultMaxEventBytes = 512 * 1024
 	DefaultMaxBatch      = 1000
 	DefaultDedupWindow   = 5 * time.Minute
-	DefaultAppendTimeout = 5 * time.Second
+	DefaultAppendTimeout = eventlog.DefaultAppendTimeout
 
 	DurabilityOS    = "os"
 	DurabilityFsync = "fsync"
@@ -63,10 +67,6 @@ type Config struct {
 	// process crash, and reaches the disk within 2 minutes) or fsync (every
 	// write is fsynced before it is acknowledged: it survives a power loss).
 	Durability string `json:"durability"`
-
-	// AppendDelay slows every append down; only the benchmark's own test
-	// sets it, to prove a slow append path is caught. Not settable from files.
-	AppendDelay time.Duration `json:"-"`
 
 	// SubjectPrefix is the first token of stored event subjects:
 	// <prefix>.<aggregate>.<id>.<type>. Not settable from the CLI.
@@ -166,7 +166,7 @@ func (c Config) Validate() error {
 		if a.v == "" && a.field != "listen" {
 			continue
 		}
-		if _, _, err := splitHostPort(a.v); err != nil {
+		if _, _, err := embed.SplitHostPort(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a.field, err))
 		}
 	}
@@ -202,18 +202,22 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// splitHostPort parses "host:port"; port -1 means a random free port.
-func splitHostPort(hp string) (string, int, error) {
-	host, p, err := net.SplitHostPort(hp)
-	if err != nil {
-		return "", 0, fmt.Errorf("address %q: %w", hp, err)
+func parseLevel(s string) (hclog.Level, error) {
+	if s == "" {
+		return hclog.Info, nil
 	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < -1 || port > 65535 {
-		return "", 0, fmt.Errorf("address %q: invalid port", hp)
+	l := hclog.LevelFromString(s)
+	if l == hclog.NoLevel {
+		return l, fmt.Errorf("log_level %q: use trace, debug, info, warn or error", s)
 	}
-	if host == "" {
-		host = "0.0.0.0"
+	return l, nil
+}
+
+func sortedPeers(cfg Config) []string {
+	peers := make([]string, 0, len(cfg.Peers))
+	for p := range cfg.Peers {
+		peers = append(peers, p)
 	}
-	return host, port, nil
+	sort.Strings(peers)
+	return peers
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 const examples = "../deploy/examples/orders"
@@ -42,7 +43,7 @@ func TestContractsAreEnforced(t *testing.T) {
 		t.Fatalf("valid event: %v", err)
 	}
 	_, err = c.Append("order", "o-1", "OrderPlaced", []byte(`{"total":-1,"email":3}`), client.AppendOptions{})
-	e := wantAPIError(t, err, node.CodeSchemaViolation)
+	e := wantAPIError(t, err, protocol.CodeSchemaViolation)
 	if e.Status != 422 {
 		t.Fatalf("got status %d, want 422", e.Status)
 	}
@@ -91,7 +92,7 @@ func TestContractEvolution(t *testing.T) {
 	}
 
 	_, err = c.Apply(readExample(t, "changes/orderplaced-v2-breaking.yaml"), false)
-	e := wantAPIError(t, err, node.CodeIncompatible)
+	e := wantAPIError(t, err, protocol.CodeIncompatible)
 	if len(e.Reasons) != 1 || e.Reasons[0] != `field "/email" became required` {
 		t.Fatalf("got reasons %q, want the new required field", e.Reasons)
 	}
@@ -112,12 +113,12 @@ func TestContractEvolution(t *testing.T) {
 	}
 	// Same version, other content: refused.
 	_, err = c.Apply(readExample(t, "changes/orderplaced-v2-breaking.yaml"), false)
-	wantAPIError(t, err, node.CodeConflict)
+	wantAPIError(t, err, protocol.CodeConflict)
 
 	// Older than the latest: refused.
 	old := []byte("kind: EventType\nname: ItemAdded\naggregate: order\nversion: 1\nschema: {type: object}\n")
 	_, err = c.Apply(old, false)
-	wantAPIError(t, err, node.CodeConflict)
+	wantAPIError(t, err, protocol.CodeConflict)
 
 	// A breaking v3 goes through with force, and is then enforced.
 	v3 := []byte("kind: EventType\nname: OrderPlaced\naggregate: order\nversion: 3\nschema: {type: object, required: [customer, total, email]}\n")
@@ -129,7 +130,7 @@ func TestContractEvolution(t *testing.T) {
 		t.Fatalf("got %+v, want forced", r.Results[0])
 	}
 	_, err = c.Append("order", "o-1", "OrderPlaced", []byte(`{"customer":"c","total":1}`), client.AppendOptions{})
-	wantAPIError(t, err, node.CodeSchemaViolation)
+	wantAPIError(t, err, protocol.CodeSchemaViolation)
 }
 
 func TestApplyIsAllOrNothing(t *testing.T) {
@@ -137,7 +138,7 @@ func TestApplyIsAllOrNothing(t *testing.T) {
 	c := newClient(t, n)
 	body := []byte("kind: EventType\nname: A\naggregate: x\nversion: 1\nschema: {type: object}\n---\nkind: EventType\nname: B\naggregate: x\nversion: 0\nschema: {type: object}\n")
 	_, err := c.Apply(body, false)
-	wantAPIError(t, err, node.CodeBadRequest)
+	wantAPIError(t, err, protocol.CodeBadRequest)
 	cat, err := c.Catalog()
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +155,7 @@ func TestRequiredContracts(t *testing.T) {
 	c := newClient(t, n)
 	applyOrderContracts(t, c)
 	_, err := c.Append("order", "o-1", "NoteAdded", []byte(`{}`), client.AppendOptions{})
-	wantAPIError(t, err, node.CodeNoContract)
+	wantAPIError(t, err, protocol.CodeNoContract)
 	if _, err := c.Append("order", "o-1", "OrderPlaced", []byte(`{"customer":"c","total":1}`), client.AppendOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestDiscoveryListsContracts(t *testing.T) {
 	}
 }
 
-func findType(t testing.TB, cat *node.Catalog, typ string) node.CatalogEntry {
+func findType(t testing.TB, cat *protocol.Catalog, typ string) protocol.CatalogEntry {
 	t.Helper()
 	for _, e := range cat.EventTypes {
 		if e.Type == typ {
@@ -185,5 +186,5 @@ func findType(t testing.TB, cat *node.Catalog, typ string) node.CatalogEntry {
 		}
 	}
 	t.Fatalf("type %s not in catalog", typ)
-	return node.CatalogEntry{}
+	return protocol.CatalogEntry{}
 }

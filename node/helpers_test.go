@@ -14,6 +14,8 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/nodetest"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 // testConfig is a node on random loopback ports with its data in dir.
@@ -89,9 +91,9 @@ func request(t testing.TB, nc *nats.Conn, subject string, h nats.Header, body st
 }
 
 // wantAPIError asserts that err is a node error with code, and returns it.
-func wantAPIError(t testing.TB, err error, code string) *node.Error {
+func wantAPIError(t testing.TB, err error, code string) *protocol.Error {
 	t.Helper()
-	var e *node.Error
+	var e *protocol.Error
 	if !errors.As(err, &e) {
 		t.Fatalf("got error %v, want API error %s", err, code)
 	}
@@ -103,7 +105,7 @@ func wantAPIError(t testing.TB, err error, code string) *node.Error {
 
 // wantErrorReply asserts a raw reply carries the micro error headers and an
 // error body with code.
-func wantErrorReply(t testing.TB, resp *nats.Msg, status, code string) *node.Error {
+func wantErrorReply(t testing.TB, resp *nats.Msg, status, code string) *protocol.Error {
 	t.Helper()
 	if got := resp.Header.Get(micro.ErrorCodeHeader); got != status {
 		t.Fatalf("got %s %q, want %s (body %s)", micro.ErrorCodeHeader, got, status, resp.Data)
@@ -111,7 +113,7 @@ func wantErrorReply(t testing.TB, resp *nats.Msg, status, code string) *node.Err
 	if resp.Header.Get(micro.ErrorHeader) == "" {
 		t.Fatalf("no %s header", micro.ErrorHeader)
 	}
-	var er node.ErrorReply
+	var er protocol.ErrorReply
 	if err := json.Unmarshal(resp.Data, &er); err != nil || er.Error == nil {
 		t.Fatalf("error body %q: %v", resp.Data, err)
 	}
@@ -124,21 +126,7 @@ func wantErrorReply(t testing.TB, resp *nats.Msg, status, code string) *node.Err
 	return er.Error
 }
 
-// checkFor polls fn until it returns nil or the deadline passes.
-func checkFor(t testing.TB, total, every time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(every)
-	}
-	t.Fatalf("condition not met after %v: %v", total, err)
-}
-
-func readAll(t testing.TB, c *client.Client, aggregate, id string) []node.Event {
+func readAll(t testing.TB, c *client.Client, aggregate, id string) []protocol.Event {
 	t.Helper()
 	evs, err := c.ReadAll(aggregate, id)
 	if err != nil {
@@ -158,3 +146,6 @@ func receive(t testing.TB, ch <-chan *nats.Msg) *nats.Msg {
 		return nil
 	}
 }
+
+// checkFor polls fn until it returns nil or the deadline passes.
+var checkFor = nodetest.CheckFor

@@ -16,6 +16,7 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 func TestRestartKeepsEventsAndContracts(t *testing.T) {
@@ -42,7 +43,7 @@ func TestRestartKeepsEventsAndContracts(t *testing.T) {
 	}
 	// Contracts survived: a bad event is still refused.
 	_, err = c2.Append("order", "o-1", "OrderPlaced", []byte(`{}`), client.AppendOptions{})
-	wantAPIError(t, err, node.CodeSchemaViolation)
+	wantAPIError(t, err, protocol.CodeSchemaViolation)
 	// The version carries on from the log.
 	if _, err := c2.Append("order", "o-1", "OrderShipped", []byte(`{}`), client.AppendOptions{ExpectedVersion: client.Expect(r.Seq)}); err != nil {
 		t.Fatal(err)
@@ -191,10 +192,10 @@ func TestAppendWhenTheLogIsDownIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Append("order", "o-1", "OrderPlaced", []byte(`{}`), client.AppendOptions{})
-	e := wantAPIError(t, err, node.CodeUnavailable)
+	e := wantAPIError(t, err, protocol.CodeUnavailable)
 	if e.Status != 503 {
 		t.Fatalf("got status %d, want 503", e.Status)
 	}
-	_, err = c.Read("order", "o-1", node.ReadRequest{})
-	wantAPIError(t, err, node.CodeUnavailable)
+	_, err = c.Read("order", "o-1", protocol.ReadRequest{})
+	wantAPIError(t, err, protocol.CodeUnavailable)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 const testSecret = "mesh-test-secret"
@@ -33,7 +34,7 @@ func meshConfig(t testing.TB, name string, peers ...string) node.Config {
 	return cfg
 }
 
-func apply(t testing.TB, c *client.Client, yaml string) *node.ApplyReply {
+func apply(t testing.TB, c *client.Client, yaml string) *protocol.ApplyReply {
 	t.Helper()
 	r, err := c.Apply([]byte(yaml), false)
 	if err != nil {
@@ -56,9 +57,9 @@ func linkYAML(name, peer, url, export, transform string) string {
 
 // waitEvents polls until aggregate has want events in c's node (all ids
 // together when id is "").
-func waitCategory(t testing.TB, c *client.Client, aggregate string, want int) []node.Event {
+func waitCategory(t testing.TB, c *client.Client, aggregate string, want int) []protocol.Event {
 	t.Helper()
-	var evs []node.Event
+	var evs []protocol.Event
 	checkFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		var err error
 		evs, err = readCategory(c, aggregate)
@@ -74,11 +75,11 @@ func waitCategory(t testing.TB, c *client.Client, aggregate string, want int) []
 	return evs
 }
 
-func readCategory(c *client.Client, aggregate string) ([]node.Event, error) {
-	var all []node.Event
+func readCategory(c *client.Client, aggregate string) ([]protocol.Event, error) {
+	var all []protocol.Event
 	from := uint64(0)
 	for {
-		r, err := c.Read(aggregate, "", node.ReadRequest{FromSeq: from, Limit: 1000})
+		r, err := c.Read(aggregate, "", protocol.ReadRequest{FromSeq: from, Limit: 1000})
 		if err != nil {
 			return nil, err
 		}
@@ -92,7 +93,7 @@ func readCategory(c *client.Client, aggregate string) ([]node.Event, error) {
 
 // checkExactlyOnce asserts that evs are the imports of origin seqs with
 // no repeat, in the owner's order.
-func checkExactlyOnce(t testing.TB, evs []node.Event, want int) {
+func checkExactlyOnce(t testing.TB, evs []protocol.Event, want int) {
 	t.Helper()
 	if len(evs) != want {
 		t.Fatalf("got %d imported events, want %d", len(evs), want)
@@ -116,7 +117,7 @@ func checkExactlyOnce(t testing.TB, evs []node.Event, want int) {
 
 // checkOnce asserts that evs are want imports with no origin seq twice
 // (replayed dead letters come after later events, so order is not checked).
-func checkOnce(t testing.TB, evs []node.Event, want int) {
+func checkOnce(t testing.TB, evs []protocol.Event, want int) {
 	t.Helper()
 	seen := map[uint64]bool{}
 	for _, ev := range evs {
@@ -189,7 +190,7 @@ func TestMeshLinkTransformsAndRedacts(t *testing.T) {
 			return fmt.Errorf("links: %+v", st.Links)
 		}
 		l := st.Links[0]
-		if !l.Connected || l.State != node.LinkImporting || l.LagEvents != 0 || l.Imported != 19 || l.Filtered != 1 {
+		if !l.Connected || l.State != protocol.LinkImporting || l.LagEvents != 0 || l.Imported != 19 || l.Filtered != 1 {
 			return fmt.Errorf("link status: %+v", l)
 		}
 		return nil
@@ -451,7 +452,7 @@ func (p *proxy) restore() {
 	p.serve(ln)
 }
 
-func linkStatus(t testing.TB, c *client.Client, name string) node.LinkStatus {
+func linkStatus(t testing.TB, c *client.Client, name string) protocol.LinkStatus {
 	t.Helper()
 	st, err := c.Mesh()
 	if err != nil {
@@ -463,7 +464,7 @@ func linkStatus(t testing.TB, c *client.Client, name string) node.LinkStatus {
 		}
 	}
 	t.Fatalf("no link %s in %+v", name, st.Links)
-	return node.LinkStatus{}
+	return protocol.LinkStatus{}
 }
 
 // TestMeshLinkSurvivesCuts cuts the link with a proxy while the owner keeps
@@ -610,7 +611,7 @@ schema:
 	apply(t, bc, link)
 	placeOrders(t, oc, 0, 10) // totals 10..19: the first five break billing's contract
 	waitCategory(t, bc, "invoice", 5)
-	var dls []node.DeadLetter
+	var dls []protocol.DeadLetter
 	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		var err error
 		if dls, err = bc.DeadLetters("orders-to-billing"); err != nil {
@@ -628,12 +629,12 @@ schema:
 		}
 	}
 	_, err := bc.DeadLetters("no-such-link")
-	wantAPIError(t, err, node.CodeNotFound)
-	page, err := dial(t, billing).Request(node.SubjectDeadLetters, []byte(`{"name":"orders-to-billing","after":1,"limit":2}`), 10*time.Second)
+	wantAPIError(t, err, protocol.CodeNotFound)
+	page, err := dial(t, billing).Request(protocol.SubjectDeadLetters, []byte(`{"name":"orders-to-billing","after":1,"limit":2}`), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p node.DeadLettersReply
+	var p protocol.DeadLettersReply
 	if err := json.Unmarshal(page.Data, &p); err != nil || len(p.DeadLetters) != 2 || p.DeadLetters[0].ExportSeq != 2 || p.Next != 3 {
 		t.Fatalf("a page of dead letters: %s (%v)", page.Data, err)
 	}
@@ -645,7 +646,7 @@ schema:
 		t.Fatalf("replay before the fix: %+v, %v", r, err)
 	}
 	_, err = bc.Replay("orders-to-billing", 99)
-	wantAPIError(t, err, node.CodeNotFound)
+	wantAPIError(t, err, protocol.CodeNotFound)
 	if _, err := bc.Apply([]byte(`kind: EventType
 name: InvoiceRequested
 aggregate: invoice
@@ -677,7 +678,7 @@ schema:
 		t.Fatalf("delete link: %+v, %v", r, err)
 	}
 	_, err = bc.Delete("Link", "orders-to-billing")
-	wantAPIError(t, err, node.CodeNotFound)
+	wantAPIError(t, err, protocol.CodeNotFound)
 	if st, err := bc.Mesh(); err != nil || len(st.Links) != 0 {
 		t.Fatalf("links after delete: %+v, %v", st, err)
 	}
@@ -705,7 +706,7 @@ schema:
 		if err != nil {
 			return err
 		}
-		if len(st.Links) != 1 || st.Links[0].LastError == "" || st.Links[0].State == node.LinkImporting {
+		if len(st.Links) != 1 || st.Links[0].LastError == "" || st.Links[0].State == protocol.LinkImporting {
 			return fmt.Errorf("link after revocation: %+v", st.Links)
 		}
 		return nil
@@ -731,5 +732,5 @@ schema:
 		t.Fatalf("exports after delete: %+v, %v", st, err)
 	}
 	_, err = oc.Delete("projection", "orders")
-	wantAPIError(t, err, node.CodeBadRequest)
+	wantAPIError(t, err, protocol.CodeBadRequest)
 }

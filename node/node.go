@@ -4,55 +4,73 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/datamesh/datamesh/meshlink"
+	"github.com/datamesh/datamesh/node/api"
+	"github.com/datamesh/datamesh/node/embed"
+	"github.com/datamesh/datamesh/node/eventlog"
+	"github.com/datamesh/datamesh/node/protocol"
+	"github.com/datamesh/datamesh/node/registry"
+	"github.com/datamesh/datamesh/node/resource"
 	"github.com/datamesh/datamesh/projection"
 )
 
 // Version is the DataMesh version reported by discovery and the micro service.
-const Version = "0.1.0"
+const Version = protocol.Version
 
 // Node is one DataMesh node: an embedded NATS server with JetStream that
-// holds the event log, the registry of contracts, and the API service.
+// holds the event log, the registry, the projections, the mesh and the API.
+// It builds these parts in order at Start and closes them in reverse.
 type Node struct {
 	cfg Config
 	log hclog.Logger
-	// keys sign the node's own connections in; see serverOptions.
-	keys *nodeKeys
 
-	// opts are the server's options as last (re)loaded; see mesh.reload.
-	opts        *server.Options
-	leafPort    int
-	srv         *server.Server
+	// Set before Start by RegisterProjection, RegisterTransformer and Use.
+	natives    []projection.Native
+	transforms map[string]meshlink.Transformer
+	middleware []Middleware
+
+	srv         *embed.Server
 	nc          *nats.Conn
-	js          jetstream.JetStream
-	registry    *registry
-	natives     []nativeProjection
-	transforms  map[string]meshlink.Transformer
-	mesh        *mesh
-	projections *projections
-	svc         micro.Service
-	events      *eventLog
-	// committer writes single appends with group commit.
-	committer *groupCommitter
+	events      *eventlog.Log
+	committer   *eventlog.Committer // nil in os mode
+	registry    *registry.Registry
+	projections *projection.Manager
+	mesh        *meshlink.Mesh
+	api         *api.API
 
+	// started lists the parts in the order they started; Close closes them
+	// in reverse. That order is what lets every part finish its work:
+	//   api (no new requests; those under way are answered)
+	//   → committer (writes what is queued)
+	//   → mesh (links and exports stop appending and reading)
+	//   → projections (workers stop reading the log)
+	//   → registry → log (waits for the acks of appends in flight)
+	//   → the node's connection (drained) → the server.
+	started   []namedPart
 	closeOnce sync.Once
-	// gate lets API handlers run while the node is open: each holds a read
-	// lock; Close takes the write lock, so it waits for the handlers under
-	// way, and later ones answer unavailable (see gated).
-	gate     sync.RWMutex
-	closeErr error
+	closeErr  error
 }
+
+// part is the lifecycle every long-running part of a node shares.
+type part interface {
+	Start(ctx context.Context) error
+	Close() error
+}
+
+type namedPart struct {
+	name string
+	p    part
+}
+
+// Middleware wraps the handler of one API endpoint (see api.Middleware).
+type Middleware = api.Middleware
 
 // New validates cfg and returns a node that is not started yet.
 func New(cfg Config, logger hclog.Logger) (*Node, error) {
@@ -62,14 +80,10 @@ func New(cfg Config, logger hclog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	keys, err := newNodeKeys(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &Node{cfg: cfg, log: logger.Named("node").With("node", cfg.Name), keys: keys}, nil
+	return &Node{cfg: cfg, log: logger.Named("node").With("node", cfg.Name)}, nil
 }
 
-// Start runs the embedded server and the API, and returns once the node
+// Start runs the embedded server and every part, and returns once the node
 // serves requests. On error everything started so far is closed again.
 func (n *Node) Start(ctx context.Context) error {
 	if err := n.start(ctx); err != nil {
@@ -81,163 +95,111 @@ func (n *Node) Start(ctx context.Context) error {
 }
 
 func (n *Node) start(ctx context.Context) error {
-	if err := checkDataDir(n.cfg.DataDir); err != nil {
-		return err
-	}
-	opts, err := serverOptions(n.cfg, n.keys)
+	srv, err := embed.New(n.cfg.serverConfig(), n.log)
 	if err != nil {
 		return err
-	}
-	n.opts = opts
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return fmt.Errorf("nats server: %w", err)
 	}
 	n.srv = srv
-	level, _ := parseLevel(n.cfg.LogLevel)
-	slog := newServerLogger(n.log.Named("nats"))
-	srv.SetLoggerV2(slog, level <= hclog.Debug, level <= hclog.Trace, false)
-	srv.Start()
-	if err := waitReady(ctx, srv, slog.fatal); err != nil {
+	if err := n.run(ctx, "server", srv); err != nil {
 		return err
 	}
-	if err := enableJetStream(srv, n.cfg); err != nil {
-		return err
-	}
-	// The server wrote the leafnode port it listens on (random for port -1)
-	// into the options it was given.
-	n.leafPort = opts.LeafNode.Port
-
-	nc, err := n.Connect(nats.Name("datamesh-node"))
-	if err != nil {
+	if n.nc, err = srv.Connect(nats.Name("datamesh-node")); err != nil {
 		return fmt.Errorf("internal connection: %w", err)
 	}
-	n.nc = nc
-	n.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(DefaultAppendTimeout),
-		jetstream.WithPublishAsyncMaxPending(4096))
+	n.started = append(n.started, namedPart{"connection", drainOnClose{n.nc}})
+	js, err := jetstream.New(n.nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if n.events, err = openEventLog(ctx, n.cfg, nc, n.js, n.log); err != nil {
+	n.registry = registry.New(js, n.cfg.SubjectPrefix, n.log)
+	n.events = eventlog.New(n.cfg.logConfig(), n.nc, n.registry, n.log)
+	if err := n.run(ctx, "log", n.events); err != nil {
 		return err
 	}
+	if err := n.run(ctx, "registry", n.registry); err != nil {
+		return err
+	}
+	n.projections = projection.NewManager(n.projectionConfig(), n.log)
+	if err := n.run(ctx, "projections", n.projections); err != nil {
+		return err
+	}
+	n.mesh = meshlink.New(n.meshConfig(), meshlink.Deps{Log: n.events, Dialer: srv, Leafnodes: srv,
+		Store: n.registry, Contracts: n.registry}, n.log)
+	if err := n.run(ctx, "mesh", n.mesh); err != nil {
+		return err
+	}
+	var appender eventlog.Appender = n.events
 	if n.cfg.Durability == DurabilityFsync {
 		// Group commit shares one fsync among the appends that wait for it.
 		// In os mode there is no fsync to share, and atomic batches (staged
 		// in a file of their own before the commit) are slower than
 		// pipelined single publishes: measured 22.7k vs 38k events/s.
-		n.committer = newGroupCommitter(n)
+		n.committer = eventlog.NewCommitter(n.events, n.log)
+		if err := n.run(ctx, "committer", n.committer); err != nil {
+			return err
+		}
+		appender = n.committer
 	}
-	if n.registry, err = openRegistry(ctx, n.js, n.log); err != nil {
-		return err
-	}
-	n.projections = &projections{cfg: n.cfg, kv: n.registry.kv, log: n.log, head: n.events.head,
-		connect: func() (*nats.Conn, error) { return n.Connect(nats.Name("datamesh-projection")) }}
-	// Workers live until Close, not until the end of Start's ctx.
-	if err := n.projections.open(context.WithoutCancel(ctx), n.natives); err != nil {
-		return err
-	}
-	n.mesh = newMesh(n)
-	if err := n.mesh.open(context.WithoutCancel(ctx)); err != nil {
-		return err
-	}
-	if err := n.startService(); err != nil {
-		return err
-	}
-	// The API's subscriptions must be in place before Start returns, or a
-	// client's first request can find no responders.
-	return n.nc.Flush()
+	n.api = api.New(api.Config{Node: n.cfg.Name, MaxBatch: n.cfg.MaxBatch, RequireContracts: n.cfg.RequireContracts,
+		LeafURL: srv.LeafURL(), Middleware: n.middleware},
+		api.Deps{Conn: n.nc, Log: n.events, Appender: appender, Registry: n.registry,
+			Projections: n.projections, Mesh: n.mesh, Apply: n.Apply}, n.log)
+	return n.run(ctx, "api", n.api)
 }
 
-// waitReady polls until the server accepts clients, the server reports a
-// fatal error (port in use, JetStream cannot start), or ctx ends.
-func waitReady(ctx context.Context, srv *server.Server, fatal <-chan error) error {
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		select {
-		case err := <-fatal:
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		if srv.ReadyForConnections(20 * time.Millisecond) {
-			// A fatal error can race with readiness of the client port.
-			select {
-			case err := <-fatal:
-				return err
-			default:
-			}
-			if srv.JetStreamEnabled() {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return errors.New("nats server did not become ready in time")
-		}
+// run starts p and records it for Close.
+func (n *Node) run(ctx context.Context, name string, p part) error {
+	if err := p.Start(ctx); err != nil {
+		return err
 	}
+	n.started = append(n.started, namedPart{name, p})
+	return nil
+}
+
+// drainOnClose closes the node's connection after answering what is queued.
+type drainOnClose struct{ nc *nats.Conn }
+
+func (d drainOnClose) Start(context.Context) error { return nil }
+func (d drainOnClose) Close() error {
+	err := d.nc.Drain()
+	d.nc.Close()
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops every part in the reverse order of their start (see
+// Node.started). It is safe to call more than once and returns the first
+// error.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		for i := len(n.started) - 1; i >= 0; i-- {
+			if err := n.started[i].p.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close %s: %w", n.started[i].name, err))
+			}
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("node stopped")
+	})
+	return n.closeErr
 }
 
 // Connect opens an in-process connection with the node's own rights. It is
 // how the node's workers, and Go programs that embed the node, talk to it.
-func (n *Node) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.InProcessServer(n.srv), nats.Nkey(n.keys.pub, n.keys.kp.Sign)}, opts...)
-	return nats.Connect("", opts...)
-}
-
-// connectAccount opens an in-process connection into one of the mesh
-// accounts (see meshAccounts).
-func (n *Node) connectAccount(account string, opts ...nats.Option) (*nats.Conn, error) {
-	k := n.keys.account(account)
-	if k == nil {
-		return nil, fmt.Errorf("no account %s: is the peer configured?", account)
-	}
-	opts = append([]nats.Option{nats.InProcessServer(n.srv), nats.Nkey(k.pub, k.kp.Sign), nats.MaxReconnects(-1)}, opts...)
-	return nats.Connect("", opts...)
-}
+func (n *Node) Connect(opts ...nats.Option) (*nats.Conn, error) { return n.srv.Connect(opts...) }
 
 // PeerConn opens a connection with exactly the rights this node's links
 // have on peer's node: it reaches the peer's exports granted to this node
 // (JetStream domain = the peer's name) and nothing else. Programs and tests
 // use it to see what a peer can and cannot do.
 func (n *Node) PeerConn(peer string, opts ...nats.Option) (*nats.Conn, error) {
-	return n.connectAccount(peerAccount(peer), opts...)
+	return n.srv.ConnectPeer(peer, opts...)
 }
 
 // LeafURL is the leafnode URL peers link to, or "" if leaf_listen is off.
-func (n *Node) LeafURL() string {
-	if n.leafPort <= 0 || n.cfg.LeafListen == "" {
-		return ""
-	}
-	host, _, _ := splitHostPort(n.cfg.LeafListen)
-	if host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return fmt.Sprintf("nats-leaf://%s", net.JoinHostPort(host, strconv.Itoa(n.leafPort)))
-}
-
-// enableJetStream turns JetStream on in the global account and in every
-// export account. nats-server does it by itself only when no account is
-// configured (a node without peers).
-func enableJetStream(srv *server.Server, cfg Config) error {
-	names := []string{server.DEFAULT_GLOBAL_ACCOUNT}
-	for _, peer := range sortedPeers(cfg) {
-		names = append(names, exportAccount(peer))
-	}
-	for _, name := range names {
-		acc, err := srv.LookupAccount(name)
-		if err != nil {
-			return fmt.Errorf("account %s: %w", name, err)
-		}
-		if acc.JetStreamEnabled() {
-			continue
-		}
-		if err := acc.EnableJetStream(nil, nil); err != nil {
-			return fmt.Errorf("enable JetStream in account %s: %w", name, err)
-		}
-	}
-	return nil
-}
+func (n *Node) LeafURL() string { return n.srv.LeafURL() }
 
 // ClientURL is the URL services connect to.
 func (n *Node) ClientURL() string {
@@ -252,57 +214,30 @@ func (n *Node) MonitorURL() string {
 	if n.srv == nil {
 		return ""
 	}
-	if a := n.srv.MonitorAddr(); a != nil {
-		return "http://" + a.String()
-	}
-	return ""
+	return n.srv.MonitorURL()
 }
 
 // Name is the node's name, also its JetStream domain.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// Close stops the API, drains the internal connection and shuts the server
-// down. It is safe to call more than once and returns the first error.
-func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
-		var errs []error
-		if n.svc != nil {
-			errs = append(errs, n.svc.Stop())
-		}
-		// Stop only starts draining the endpoints; wait for the handlers
-		// under way before closing what they use.
-		n.gate.Lock()
-		if n.committer != nil {
-			n.committer.close()
-		}
-		if n.mesh != nil {
-			n.mesh.close()
-		}
-		if n.projections != nil {
-			errs = append(errs, n.projections.close())
-		}
-		if n.events != nil {
-			n.events.close()
-		}
-		if n.nc != nil {
-			if err := n.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-				errs = append(errs, err)
-			}
-			n.nc.Close()
-		}
-		if n.srv != nil {
-			n.srv.Shutdown()
-			n.srv.WaitForShutdown()
-		}
-		n.closeErr = errors.Join(errs...)
-		n.log.Info("node stopped")
-	})
-	return n.closeErr
-}
-
 // Server returns the embedded nats-server, for programs that embed the node
 // and need more than a client connection (monitoring, tests).
-func (n *Node) Server() *server.Server { return n.srv }
+func (n *Node) Server() *server.Server { return n.srv.NATS() }
+
+// Apply applies YAML or JSON resources, as dm.admin.apply does. It is the Go
+// API for programs that embed a node.
+func (n *Node) Apply(ctx context.Context, body []byte, force bool) ([]protocol.ApplyResult, error) {
+	return resource.Apply(ctx, resource.Parts{Contracts: n.registry, Projections: n.projections, Mesh: n.mesh}, body, force)
+}
+
+// Catalog returns what dm.discovery answers.
+func (n *Node) Catalog() protocol.Catalog { return n.api.Catalog() }
+
+// MeshCatalog asks every linked peer for what its exports show this node.
+func (n *Node) MeshCatalog() []protocol.PeerCatalog { return n.mesh.PeerCatalogs() }
+
+// MeshStatus returns every link's and export's status, as dm.admin.mesh does.
+func (n *Node) MeshStatus() protocol.MeshStatus { return n.mesh.Status() }
 
 // RegisterProjection adds a projection written in Go (folder) to a node that
 // is not started yet. It runs with the same guarantees as a resource
@@ -316,7 +251,7 @@ func (n *Node) RegisterProjection(spec *projection.Spec, folder projection.Folde
 	if folder == nil {
 		return errors.New("a native projection needs a folder")
 	}
-	n.natives = append(n.natives, nativeProjection{spec: spec, folder: folder})
+	n.natives = append(n.natives, projection.Native{Spec: spec, Folder: folder})
 	return nil
 }
 
@@ -334,5 +269,15 @@ func (n *Node) RegisterTransformer(name string, t meshlink.Transformer) error {
 		n.transforms = map[string]meshlink.Transformer{}
 	}
 	n.transforms[name] = t
+	return nil
+}
+
+// Use adds a middleware around the API's endpoints, on a node that is not
+// started yet. The first added runs outermost.
+func (n *Node) Use(m Middleware) error {
+	if n.srv != nil {
+		return errors.New("add middleware before Start")
+	}
+	n.middleware = append(n.middleware, m)
 	return nil
 }

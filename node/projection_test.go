@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -89,7 +89,7 @@ func TestProjectionFoldsAndAnswersQueries(t *testing.T) {
 		t.Fatalf("got o-1 %v, want total 15, status placed, one item", doc)
 	}
 	_, err := c.Query("orders", projection.Query{Get: ptr("o-4")})
-	wantAPIError(t, err, node.CodeNotFound)
+	wantAPIError(t, err, protocol.CodeNotFound)
 
 	cases := []struct {
 		name string
@@ -133,7 +133,7 @@ func TestProjectionFoldsAndAnswersQueries(t *testing.T) {
 		t.Fatalf("got %s at seq %d, want total 10", at.Doc, h.History[0].Seq)
 	}
 	_, err = c.Query("orders", projection.Query{Get: ptr("o-4"), AtSeq: last})
-	wantAPIError(t, err, node.CodeNotFound)
+	wantAPIError(t, err, protocol.CodeNotFound)
 }
 
 func TestQueryErrors(t *testing.T) {
@@ -145,19 +145,19 @@ func TestQueryErrors(t *testing.T) {
 		name, subject, body string
 		status, code        string
 	}{
-		{"unknown projection", "dm.query.nope", `{"get":"x"}`, "404", node.CodeNotFound},
-		{"unknown version", "dm.query.orders.v9", `{"get":"x"}`, "404", node.CodeNotFound},
-		{"bad version token", "dm.query.orders.nine", `{"get":"x"}`, "400", node.CodeBadRequest},
-		{"unknown index", "dm.query.orders", `{"list":{"index":"by_color","eq":"red"}}`, "400", node.CodeBadRequest},
-		{"malformed body", "dm.query.orders", `{"get":`, "400", node.CodeBadRequest},
-		{"unknown field", "dm.query.orders", `{"fetch":"x"}`, "400", node.CodeBadRequest},
-		{"no operation", "dm.query.orders", `{}`, "400", node.CodeBadRequest},
-		{"two operations", "dm.query.orders", `{"get":"x","count":{}}`, "400", node.CodeBadRequest},
-		{"range without index", "dm.query.orders", `{"list":{"gt":1}}`, "400", node.CodeBadRequest},
-		{"limit too big", "dm.query.orders", `{"list":{"limit":5000}}`, "400", node.CodeBadRequest},
-		{"bad cursor", "dm.query.orders", `{"list":{"after":"!!"}}`, "400", node.CodeBadRequest},
-		{"missing doc", "dm.query.orders", `{"get":"x"}`, "404", node.CodeNotFound},
-		{"retry a live projection", "dm.admin.projection.retry", `{"name":"orders"}`, "409", node.CodeConflict},
+		{"unknown projection", "dm.query.nope", `{"get":"x"}`, "404", protocol.CodeNotFound},
+		{"unknown version", "dm.query.orders.v9", `{"get":"x"}`, "404", protocol.CodeNotFound},
+		{"bad version token", "dm.query.orders.nine", `{"get":"x"}`, "400", protocol.CodeBadRequest},
+		{"unknown index", "dm.query.orders", `{"list":{"index":"by_color","eq":"red"}}`, "400", protocol.CodeBadRequest},
+		{"malformed body", "dm.query.orders", `{"get":`, "400", protocol.CodeBadRequest},
+		{"unknown field", "dm.query.orders", `{"fetch":"x"}`, "400", protocol.CodeBadRequest},
+		{"no operation", "dm.query.orders", `{}`, "400", protocol.CodeBadRequest},
+		{"two operations", "dm.query.orders", `{"get":"x","count":{}}`, "400", protocol.CodeBadRequest},
+		{"range without index", "dm.query.orders", `{"list":{"gt":1}}`, "400", protocol.CodeBadRequest},
+		{"limit too big", "dm.query.orders", `{"list":{"limit":5000}}`, "400", protocol.CodeBadRequest},
+		{"bad cursor", "dm.query.orders", `{"list":{"after":"!!"}}`, "400", protocol.CodeBadRequest},
+		{"missing doc", "dm.query.orders", `{"get":"x"}`, "404", protocol.CodeNotFound},
+		{"retry a live projection", "dm.admin.projection.retry", `{"name":"orders"}`, "409", protocol.CodeConflict},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,13 +167,13 @@ func TestQueryErrors(t *testing.T) {
 	// Redefining a version is refused: a version identifies its code.
 	changed := []byte("kind: Projection\nname: orders\nversion: 1\nsource: {aggregates: [order], types: [OrderPlaced]}\nkey: event.id\nhandlers: {OrderPlaced: \"{}\"}\n")
 	_, err := c.Apply(changed, false)
-	if e := wantAPIError(t, err, node.CodeConflict); e.Message == "" {
+	if e := wantAPIError(t, err, protocol.CodeConflict); e.Message == "" {
 		t.Fatal("no message")
 	}
 	// A compile error names the line.
 	broken := []byte("kind: Projection\nname: broken\nversion: 1\nsource: {aggregates: [order], types: [OrderPlaced]}\nkey: event.id\nhandlers:\n  OrderPlaced: \"merge(doc,\"\n")
 	_, err = c.Apply(broken, false)
-	e := wantAPIError(t, err, node.CodeBadRequest)
+	e := wantAPIError(t, err, protocol.CodeBadRequest)
 	if !strings.Contains(e.Message, "line 7") || !strings.Contains(e.Message, "handlers.OrderPlaced") {
 		t.Fatalf("got %q, want the line and the handler named", e.Message)
 	}
@@ -276,7 +276,7 @@ on_error: skip
 	}
 	// The strict one stopped at the bad event and says so.
 	_, err := c.Query("strict", projection.Query{Get: ptr("o-3"), MinSeq: last, TimeoutMS: 3000})
-	e := wantAPIError(t, err, node.CodeNotUpToDate)
+	e := wantAPIError(t, err, protocol.CodeNotUpToDate)
 	if e.Seq == nil || *e.Seq != bad-1 {
 		t.Fatalf("got %+v, want seq %d", e, bad-1)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -186,5 +187,5 @@ func TestNativeProjection(t *testing.T) {
 	}
 	// It cannot be redefined by a resource.
 	_, err = c.Apply([]byte("kind: Projection\nname: spend\nversion: 1\nsource: {aggregates: [order], types: [OrderPlaced]}\nkey: event.id\nhandlers: {OrderPlaced: \"{}\"}\n"), false)
-	wantAPIError(t, err, node.CodeConflict)
+	wantAPIError(t, err, protocol.CodeConflict)
 }

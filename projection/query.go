@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -68,18 +67,6 @@ type Result struct {
 	Next    *string         `json:"next,omitempty"`
 	Count   *int            `json:"count,omitempty"`
 	History []Version       `json:"history,omitempty"`
-}
-
-// QueryError is a query the store refuses; Code is not_found or bad_request.
-type QueryError struct {
-	Code string
-	Msg  string
-}
-
-func (e *QueryError) Error() string { return e.Msg }
-
-func badQuery(format string, args ...any) error {
-	return &QueryError{Code: "bad_request", Msg: fmt.Sprintf(format, args...)}
 }
 
 // Check validates q's shape against the projection's spec.
@@ -147,7 +134,7 @@ func (s *Store) Run(q *Query) (*Result, error) {
 		case q.Get != nil:
 			rec, err := tx.Get(docPrefix + *q.Get)
 			if errors.Is(err, buntdb.ErrNotFound) {
-				return &QueryError{Code: "not_found", Msg: fmt.Sprintf("no document %q", *q.Get)}
+				return notFound("no document %q", *q.Get)
 			}
 			if err != nil {
 				return err
@@ -178,7 +165,7 @@ func (s *Store) getAt(tx *buntdb.Tx, key string, seq uint64, res *Result) error 
 		return false
 	})
 	if err == nil && !found {
-		return &QueryError{Code: "not_found", Msg: fmt.Sprintf("no document %q at seq %d", key, seq)}
+		return notFound("no document %q at seq %d", key, seq)
 	}
 	return err
 }
@@ -195,7 +182,7 @@ func (s *Store) history(tx *buntdb.Tx, key string, res *Result) error {
 		return true
 	})
 	if err == nil && len(res.History) == 0 {
-		return &QueryError{Code: "not_found", Msg: fmt.Sprintf("no history for %q", key)}
+		return notFound("no history for %q", key)
 	}
 	return err
 }

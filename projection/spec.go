@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/datamesh/datamesh/projection/expression"
 	"github.com/datamesh/datamesh/schemas"
 )
 
@@ -120,13 +121,13 @@ func (s *Spec) validate(root *yaml.Node) error {
 		add("source.aggregates", "at least one aggregate is required")
 	}
 	for _, a := range s.Source.Aggregates {
-		if !validToken(a) {
+		if !schemas.ValidToken(a) {
 			add("source.aggregates", "%q is not one NATS token", a)
 		}
 	}
 	types := map[string]bool{}
 	for _, t := range s.Source.Types {
-		if !validToken(t) {
+		if !schemas.ValidToken(t) {
 			add("source.types", "%q is not one NATS token", t)
 		}
 		types[t] = true
@@ -193,19 +194,10 @@ func (s *Spec) Equal(o *Spec) bool {
 	return bytes.Equal(a, b)
 }
 
-// FieldError is a problem with one field of a resource.
-type FieldError struct {
-	Path string // e.g. handlers.OrderPlaced
-	Line int    // YAML line, 0 if unknown
-	Msg  string
-}
-
-func (e *FieldError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Path, e.Msg)
-	}
-	return e.Path + ": " + e.Msg
-}
+// FieldError is a problem with one field of a resource. It is the
+// expression language's compile error, so that a spec's expression errors
+// and its other field errors get their YAML lines the same way.
+type FieldError = expression.FieldError
 
 // lineOf finds the line of the key at path in a YAML document.
 func lineOf(n *yaml.Node, path []string) int {
@@ -229,10 +221,6 @@ func lineOf(n *yaml.Node, path []string) int {
 		}
 	}
 	return line
-}
-
-func validToken(s string) bool {
-	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -117,7 +117,7 @@ func (c *Contract) checkFields() []error {
 	for _, f := range []struct{ field, value string }{{"name", c.Name}, {"aggregate", c.Aggregate}} {
 		if f.value == "" {
 			errs = append(errs, fmt.Errorf("%s is required", f.field))
-		} else if !validToken(f.value) {
+		} else if !ValidToken(f.value) {
 			errs = append(errs, fmt.Errorf("%s %q must be one NATS subject token (no '.', '*', '>' or whitespace)", f.field, f.value))
 		}
 	}
@@ -157,9 +157,12 @@ func (e joinedErrors) Error() string {
 
 func (e joinedErrors) Unwrap() []error { return e }
 
-// validToken reports whether s can be one NATS subject token, since the
-// aggregate and the type are tokens of the event's subject.
-func validToken(s string) bool {
+// ValidToken reports whether s can be one subject token: aggregates, ids
+// and event types are tokens of an event's subject
+// (<prefix>.<aggregate>.<id>.<type>), so none may hold '.', '*', '>',
+// white space or control characters. Every package that checks such a name
+// calls this one.
+func ValidToken(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -174,3 +174,22 @@ func wrapper(k jsonschema.ErrorKind) bool {
 	}
 	return false
 }
+
+// ViolationError is event data that does not satisfy its contract: every
+// failed rule, with its JSON pointer.
+type ViolationError struct {
+	Contract   string // the contract's Key
+	Violations []Violation
+}
+
+func (e *ViolationError) Error() string {
+	return fmt.Sprintf("data does not satisfy contract %s (%d violations): %s", e.Contract, len(e.Violations), e.Violations[0].Message)
+}
+
+// Check validates data and returns a *ViolationError if it breaks a rule.
+func (v *Validator) Check(data []byte) error {
+	if vs := v.Validate(data); len(vs) > 0 {
+		return &ViolationError{Contract: v.contract.Key(), Violations: vs}
+	}
+	return nil
+}

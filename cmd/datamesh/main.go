@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/datamesh/datamesh/node"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 func main() {
@@ -27,7 +27,7 @@ func main() {
 // (every schema violation, every incompatibility reason).
 func printError(w io.Writer, err error) {
 	fmt.Fprintln(w, "error:", err)
-	var e *node.Error
+	var e *protocol.Error
 	if !errors.As(err, &e) {
 		return
 	}

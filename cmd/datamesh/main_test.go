@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/datamesh/datamesh/node"
+	"github.com/datamesh/datamesh/node/nodetest"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 func startNode(t *testing.T) *node.Node {
@@ -92,7 +94,7 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("read printed\n%s", out)
 	}
 	out = mustCLI(t, n, "read", "order", "--json")
-	var rr node.ReadReply
+	var rr protocol.ReadReply
 	if err := json.Unmarshal([]byte(out), &rr); err != nil || len(rr.Events) != 2 {
 		t.Fatalf("read --json printed %s (%v)", out, err)
 	}
@@ -190,22 +192,15 @@ func TestNodeCommandRunsAndStops(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"node", "--name", "cmdtest", "--data", t.TempDir(), "--listen", port, "--http", "", "--leaf-listen", ""}, nil, &bytes.Buffer{}, &logs)
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	var nc *nats.Conn
-	for {
-		var err error
-		if nc, err = nats.Connect("nats://"+port, nats.Timeout(200*time.Millisecond)); err == nil {
-			if _, err = nc.Request("dm.discovery", nil, time.Second); err == nil {
-				break
-			}
-			nc.Close()
+	nodetest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		nc, err := nats.Connect("nats://"+port, nats.Timeout(200*time.Millisecond))
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node did not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	nc.Close()
+		defer nc.Close()
+		_, err = nc.Request("dm.discovery", nil, time.Second)
+		return err
+	})
 	cancel()
 	select {
 	case err := <-done:

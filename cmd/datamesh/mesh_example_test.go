@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/datamesh/datamesh/node"
+	"github.com/datamesh/datamesh/node/nodetest"
 )
 
 const meshExample = "../../deploy/examples/mesh/"
@@ -124,15 +125,5 @@ func TestMeshExample(t *testing.T) {
 // poll retries fn until it succeeds or 30 s pass.
 func poll(t *testing.T, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	nodetest.CheckFor(t, 30*time.Second, 20*time.Millisecond, fn)
 }

@@ -17,8 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 // runMainEnv, set to 1, makes the test binary behave as the datamesh
@@ -198,7 +198,7 @@ func (p *nodeProcess) apply(yaml string) {
 	}
 }
 
-func (p *nodeProcess) link(name string) node.LinkStatus {
+func (p *nodeProcess) link(name string) protocol.LinkStatus {
 	p.t.Helper()
 	st, err := p.c.Mesh()
 	if err != nil {
@@ -210,7 +210,7 @@ func (p *nodeProcess) link(name string) node.LinkStatus {
 		}
 	}
 	p.t.Fatalf("no link %s on %s: %+v", name, p.name, st.Links)
-	return node.LinkStatus{}
+	return protocol.LinkStatus{}
 }
 
 // childEnv is this process's environment without DATAMESH_ variables: they
@@ -254,11 +254,11 @@ func appendOrders(c *client.Client, from, n int) error {
 }
 
 // readAll reads every event of aggregate on c, in log order.
-func readAll(c *client.Client, aggregate string) ([]node.Event, error) {
-	var all []node.Event
+func readAll(c *client.Client, aggregate string) ([]protocol.Event, error) {
+	var all []protocol.Event
 	from := uint64(0)
 	for {
-		r, err := c.Read(aggregate, "", node.ReadRequest{FromSeq: from, Limit: 1000})
+		r, err := c.Read(aggregate, "", protocol.ReadRequest{FromSeq: from, Limit: 1000})
 		if err != nil {
 			return nil, err
 		}
@@ -289,7 +289,7 @@ func TestMeshProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// kill -9 of the owner once the link imports.
-	var l node.LinkStatus
+	var l protocol.LinkStatus
 	waitUntil(t, procDeadline, func() error {
 		if l = billing.link("orders-in"); l.Imported == 0 {
 			return fmt.Errorf("nothing imported yet: %+v", l)
@@ -338,7 +338,7 @@ func TestMeshProcesses(t *testing.T) {
 	head := owned[len(owned)-1].Seq
 	// Caught up: the link says it imported the owner's last event, and the
 	// recipient's log holds at least as many events as the owner's.
-	var imported []node.Event
+	var imported []protocol.Event
 	waitUntil(t, procDeadline, func() error {
 		var err error
 		if imported, err = readAll(billing.c, "order"); err != nil {
@@ -356,9 +356,9 @@ func TestMeshProcesses(t *testing.T) {
 
 // checkImportedOnce asserts that imported are the owner's events, each
 // once, in the owner's order, with their ids and data unchanged.
-func checkImportedOnce(t testing.TB, owned, imported []node.Event) {
+func checkImportedOnce(t testing.TB, owned, imported []protocol.Event) {
 	t.Helper()
-	bySeq := make(map[uint64]node.Event, len(owned))
+	bySeq := make(map[uint64]protocol.Event, len(owned))
 	for _, ev := range owned {
 		bySeq[ev.Seq] = ev
 	}

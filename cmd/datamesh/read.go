@@ -5,14 +5,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 func newReadCmd() *cobra.Command {
 	var (
 		cf  clientFlags
-		req node.ReadRequest
+		req protocol.ReadRequest
 		all bool
 	)
 	cmd := &cobra.Command{
@@ -25,13 +25,13 @@ func newReadCmd() *cobra.Command {
 				id = args[1]
 			}
 			return cf.with(func(c *client.Client) error {
-				var r *node.ReadReply
+				var r *protocol.ReadReply
 				if all {
 					events, err := c.ReadAll(args[0], id)
 					if err != nil {
 						return err
 					}
-					r = &node.ReadReply{Events: events}
+					r = &protocol.ReadReply{Events: events}
 				} else {
 					var err error
 					if r, err = c.Read(args[0], id, req); err != nil {

@@ -7,8 +7,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -17,7 +17,7 @@ const waitPoll = 200 * time.Millisecond
 
 // waitLive shows a progress bar for each projection version in results
 // until it is live, and promotes it if promote is set.
-func waitLive(cmd *cobra.Command, c *client.Client, results []node.ApplyResult, promote bool) error {
+func waitLive(cmd *cobra.Command, c *client.Client, results []protocol.ApplyResult, promote bool) error {
 	for _, r := range results {
 		if r.Kind != projection.KindProjection {
 			continue

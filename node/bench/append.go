@@ -16,6 +16,7 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 const benchContract = `kind: EventType
@@ -95,9 +96,9 @@ func runAppends(ctx context.Context, o Options, durability string, want func(str
 	}
 	if want(names[1]) {
 		el, err := pipeline(e.nc, total, o.Sizes.InFlight, func(i int) *nats.Msg {
-			m := nats.NewMsg(node.SubjectAppend + ".order.p-" + strconv.Itoa(i%1000))
-			m.Header.Set(node.HeaderType, "OrderPlaced")
-			m.Header.Set(node.HeaderID, durability+"-p-"+strconv.Itoa(i))
+			m := nats.NewMsg(protocol.SubjectAppend + ".order.p-" + strconv.Itoa(i%1000))
+			m.Header.Set(protocol.HeaderType, "OrderPlaced")
+			m.Header.Set(protocol.HeaderID, durability+"-p-"+strconv.Itoa(i))
 			m.Data = payload(i)
 			return m
 		})
@@ -118,8 +119,8 @@ func runAppends(ctx context.Context, o Options, durability string, want func(str
 			for j := range evs {
 				evs[j] = fmt.Appendf(nil, `{"type":"OrderPlaced","id":"%s-b-%d-%d","data":%s}`, durability, i, j, payload(i*bs+j))
 			}
-			m := nats.NewMsg(node.SubjectAppend + ".order.b-" + strconv.Itoa(i))
-			m.Header.Set(node.HeaderContentType, node.ContentTypeBatch)
+			m := nats.NewMsg(protocol.SubjectAppend + ".order.b-" + strconv.Itoa(i))
+			m.Header.Set(protocol.HeaderContentType, protocol.ContentTypeBatch)
 			m.Data, _ = json.Marshal(evs)
 			return m
 		})

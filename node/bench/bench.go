@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
@@ -49,7 +50,8 @@ type Options struct {
 	Only []string
 	// Durabilities are the node modes the append scenarios run in.
 	Durabilities []string
-	// AppendDelay slows the node's append path (the harness's own test).
+	// AppendDelay slows the node's append endpoint, through a middleware
+	// (the harness's own test: a slow append path must be caught).
 	AppendDelay time.Duration
 	Logger      hclog.Logger
 	// Progress, if set, is told each scenario's name as it starts.
@@ -98,7 +100,6 @@ func startEnv(ctx context.Context, o Options, durability string) (*env, error) {
 	cfg.HTTP = ""
 	cfg.LeafListen = ""
 	cfg.Durability = durability
-	cfg.AppendDelay = o.AppendDelay
 	return startEnvAt(ctx, o, cfg)
 }
 
@@ -106,6 +107,11 @@ func startEnvAt(ctx context.Context, o Options, cfg node.Config) (*env, error) {
 	n, err := node.New(cfg, o.Logger)
 	if err != nil {
 		return nil, err
+	}
+	if o.AppendDelay > 0 {
+		if err := n.Use(delayAppends(o.AppendDelay)); err != nil {
+			return nil, err
+		}
 	}
 	if err := n.Start(ctx); err != nil {
 		return nil, err
@@ -202,4 +208,17 @@ func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 func payload(i int) []byte {
 	return fmt.Appendf(nil, `{"customer":"customer-%06d","email":"someone-%d@example.com","total":%d.45,"currency":"EUR","items":[{"sku":"sku-%08d","qty":2,"price":12.5}],"note":"leave at the door"}`,
 		i%50000, i%977, i%1000, i)
+}
+
+// delayAppends is a middleware that sleeps before every append.
+func delayAppends(d time.Duration) node.Middleware {
+	return func(endpoint string, h micro.HandlerFunc) micro.HandlerFunc {
+		if endpoint != "append" {
+			return h
+		}
+		return func(req micro.Request) {
+			time.Sleep(d)
+			h(req)
+		}
+	}
 }

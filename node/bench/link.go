@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/datamesh/datamesh/node"
+	"github.com/datamesh/datamesh/node/nodetest"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 const (
@@ -69,8 +71,8 @@ func runLink(ctx context.Context, o Options) (Result, error) {
 	n, inflight := o.Sizes.Pipelined, o.Sizes.InFlight
 	appendTo := func(prefix string) func(i int) *nats.Msg {
 		return func(i int) *nats.Msg {
-			m := nats.NewMsg(node.SubjectAppend + ".order." + prefix + strconv.Itoa(i%1000))
-			m.Header.Set(node.HeaderType, "OrderPlaced")
+			m := nats.NewMsg(protocol.SubjectAppend + ".order." + prefix + strconv.Itoa(i%1000))
+			m.Header.Set(protocol.HeaderType, "OrderPlaced")
 			m.Data = payload(i)
 			return m
 		}
@@ -106,7 +108,7 @@ func runLink(ctx context.Context, o Options) (Result, error) {
 	var mu sync.Mutex
 	done := make(chan struct{})
 	sub, err := rec.nc.Subscribe("evt.invoice.>", func(m *nats.Msg) {
-		seq, err := strconv.ParseUint(m.Header.Get(node.HeaderOriginSeq), 10, 64)
+		seq, err := strconv.ParseUint(m.Header.Get(protocol.HeaderOriginSeq), 10, 64)
 		i := int(seq) - n - 1
 		if err != nil || i < 0 || i >= total {
 			return
@@ -170,7 +172,7 @@ func waitImported(ctx context.Context, e *env, n uint64) error {
 		if err != nil || len(st.Links) == 0 {
 			return false, err
 		}
-		if st.Links[0].State == node.LinkFailed {
+		if st.Links[0].State == protocol.LinkFailed {
 			return false, fmt.Errorf("link failed: %s", st.Links[0].LastError)
 		}
 		return st.Links[0].Imported >= n, nil
@@ -179,19 +181,5 @@ func waitImported(ctx context.Context, e *env, n uint64) error {
 
 // pollStatus polls cond every 5 ms for up to 10 minutes.
 func pollStatus(ctx context.Context, cond func() (bool, error)) error {
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		ok, err := cond()
-		if err != nil || ok {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	return nodetest.Poll(ctx, 10*time.Minute, 5*time.Millisecond, cond)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -71,8 +72,8 @@ func fillLog(nc *nats.Conn, events int) (int, error) {
 			fmt.Fprintf(&sb, `,{"type":"ItemAdded","data":{"sku":"sku-%08d","qty":1,"price":%d.5}}`, i*10+j, j)
 		}
 		sb.WriteString(`]`)
-		m := nats.NewMsg(node.SubjectAppend + ".order.o-" + strconv.Itoa(i))
-		m.Header.Set(node.HeaderContentType, node.ContentTypeBatch)
+		m := nats.NewMsg(protocol.SubjectAppend + ".order.o-" + strconv.Itoa(i))
+		m.Header.Set(protocol.HeaderContentType, protocol.ContentTypeBatch)
 		m.Data = []byte(sb.String())
 		return m
 	})

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/datamesh/datamesh/node"
+	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -53,52 +53,52 @@ type AppendOptions struct {
 func Expect(v uint64) *uint64 { return &v }
 
 // Append stores one event of type typ with data (JSON) on aggregate/id.
-func (c *Client) Append(aggregate, id, typ string, data []byte, o AppendOptions) (*node.AppendReply, error) {
+func (c *Client) Append(aggregate, id, typ string, data []byte, o AppendOptions) (*protocol.AppendReply, error) {
 	h := nats.Header{}
 	for k, v := range o.Headers {
 		h[k] = v
 	}
-	h.Set(node.HeaderType, typ)
-	setIf(h, node.HeaderID, o.ID)
-	setIf(h, node.HeaderSource, o.Source)
-	setIf(h, node.HeaderTime, o.Time)
+	h.Set(protocol.HeaderType, typ)
+	setIf(h, protocol.HeaderID, o.ID)
+	setIf(h, protocol.HeaderSource, o.Source)
+	setIf(h, protocol.HeaderTime, o.Time)
 	if o.ExpectedVersion != nil {
-		h.Set(node.HeaderExpectedVersion, strconv.FormatUint(*o.ExpectedVersion, 10))
+		h.Set(protocol.HeaderExpectedVersion, strconv.FormatUint(*o.ExpectedVersion, 10))
 	}
-	var r node.AppendReply
-	return &r, c.call(node.SubjectAppend+"."+aggregate+"."+id, h, data, &r)
+	var r protocol.AppendReply
+	return &r, c.call(protocol.SubjectAppend+"."+aggregate+"."+id, h, data, &r)
 }
 
 // AppendBatch stores events (structured CloudEvents) atomically on aggregate/id.
-func (c *Client) AppendBatch(aggregate, id string, events []map[string]any, expected *uint64) (*node.BatchReply, error) {
+func (c *Client) AppendBatch(aggregate, id string, events []map[string]any, expected *uint64) (*protocol.BatchReply, error) {
 	body, err := json.Marshal(events)
 	if err != nil {
 		return nil, err
 	}
 	h := nats.Header{}
-	h.Set(node.HeaderContentType, node.ContentTypeBatch)
+	h.Set(protocol.HeaderContentType, protocol.ContentTypeBatch)
 	if expected != nil {
-		h.Set(node.HeaderExpectedVersion, strconv.FormatUint(*expected, 10))
+		h.Set(protocol.HeaderExpectedVersion, strconv.FormatUint(*expected, 10))
 	}
-	var r node.BatchReply
-	return &r, c.call(node.SubjectAppend+"."+aggregate+"."+id, h, body, &r)
+	var r protocol.BatchReply
+	return &r, c.call(protocol.SubjectAppend+"."+aggregate+"."+id, h, body, &r)
 }
 
 // Read returns events of aggregate (id "" reads the whole category).
-func (c *Client) Read(aggregate, id string, req node.ReadRequest) (*node.ReadReply, error) {
-	subj := node.SubjectRead + "." + aggregate
+func (c *Client) Read(aggregate, id string, req protocol.ReadRequest) (*protocol.ReadReply, error) {
+	subj := protocol.SubjectRead + "." + aggregate
 	if id != "" {
 		subj += "." + id
 	}
 	body, _ := json.Marshal(req)
-	var r node.ReadReply
+	var r protocol.ReadReply
 	return &r, c.call(subj, nil, body, &r)
 }
 
 // ReadAll follows next_seq until the end and returns every event.
-func (c *Client) ReadAll(aggregate, id string) ([]node.Event, error) {
-	var all []node.Event
-	req := node.ReadRequest{}
+func (c *Client) ReadAll(aggregate, id string) ([]protocol.Event, error) {
+	var all []protocol.Event
+	req := protocol.ReadRequest{}
 	for {
 		r, err := c.Read(aggregate, id, req)
 		if err != nil {
@@ -113,46 +113,46 @@ func (c *Client) ReadAll(aggregate, id string) ([]node.Event, error) {
 }
 
 // Apply sends YAML or JSON resources to dm.admin.apply.
-func (c *Client) Apply(resources []byte, force bool) (*node.ApplyReply, error) {
+func (c *Client) Apply(resources []byte, force bool) (*protocol.ApplyReply, error) {
 	h := nats.Header{}
 	if force {
-		h.Set(node.HeaderForce, "true")
+		h.Set(protocol.HeaderForce, "true")
 	}
-	var r node.ApplyReply
-	return &r, c.call(node.SubjectApply, h, resources, &r)
+	var r protocol.ApplyReply
+	return &r, c.call(protocol.SubjectApply, h, resources, &r)
 }
 
 // Catalog returns the node's discovery document.
-func (c *Client) Catalog() (*node.Catalog, error) {
-	var r node.Catalog
-	return &r, c.call(node.SubjectDiscovery, nil, nil, &r)
+func (c *Client) Catalog() (*protocol.Catalog, error) {
+	var r protocol.Catalog
+	return &r, c.call(protocol.SubjectDiscovery, nil, nil, &r)
 }
 
 // CatalogMesh returns the node's discovery document with the catalogs its
 // linked peers show it.
-func (c *Client) CatalogMesh() (*node.Catalog, error) {
-	var r node.Catalog
-	return &r, c.call(node.SubjectDiscovery, nil, []byte(`{"mesh":true}`), &r)
+func (c *Client) CatalogMesh() (*protocol.Catalog, error) {
+	var r protocol.Catalog
+	return &r, c.call(protocol.SubjectDiscovery, nil, []byte(`{"mesh":true}`), &r)
 }
 
 // Mesh returns the status of the node's links and exports.
-func (c *Client) Mesh() (*node.MeshStatus, error) {
-	var r node.MeshStatus
-	return &r, c.call(node.SubjectMesh, nil, nil, &r)
+func (c *Client) Mesh() (*protocol.MeshStatus, error) {
+	var r protocol.MeshStatus
+	return &r, c.call(protocol.SubjectMesh, nil, nil, &r)
 }
 
 // RetryLink restarts a failed link from its checkpoint.
 func (c *Client) RetryLink(name string) error {
 	b, _ := json.Marshal(map[string]string{"name": name})
 	var r map[string]string
-	return c.call(node.SubjectLinkRetry, nil, b, &r)
+	return c.call(protocol.SubjectLinkRetry, nil, b, &r)
 }
 
 // Delete deletes an export or a link (kind "Export" or "Link", any case).
-func (c *Client) Delete(kind, name string) (*node.DeleteReply, error) {
-	b, _ := json.Marshal(node.DeleteRequest{Kind: kind, Name: name})
-	var r node.DeleteReply
-	if err := c.call(node.SubjectDelete, nil, b, &r); err != nil {
+func (c *Client) Delete(kind, name string) (*protocol.DeleteReply, error) {
+	b, _ := json.Marshal(protocol.DeleteRequest{Kind: kind, Name: name})
+	var r protocol.DeleteReply
+	if err := c.call(protocol.SubjectDelete, nil, b, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -160,13 +160,13 @@ func (c *Client) Delete(kind, name string) (*node.DeleteReply, error) {
 
 // DeadLetters lists the events a link could not import, in export order,
 // reading every page.
-func (c *Client) DeadLetters(link string) ([]node.DeadLetter, error) {
-	all := []node.DeadLetter{}
-	req := node.DeadLettersRequest{Name: link, Limit: 1000}
+func (c *Client) DeadLetters(link string) ([]protocol.DeadLetter, error) {
+	all := []protocol.DeadLetter{}
+	req := protocol.DeadLettersRequest{Name: link, Limit: 1000}
 	for {
 		b, _ := json.Marshal(req)
-		var r node.DeadLettersReply
-		if err := c.call(node.SubjectDeadLetters, nil, b, &r); err != nil {
+		var r protocol.DeadLettersReply
+		if err := c.call(protocol.SubjectDeadLetters, nil, b, &r); err != nil {
 			return nil, err
 		}
 		all = append(all, r.DeadLetters...)
@@ -179,17 +179,17 @@ func (c *Client) DeadLetters(link string) ([]node.DeadLetter, error) {
 
 // Replay runs a link's dead letters (those at exportSeqs; none: all) through
 // its transform and contracts again and appends those that pass.
-func (c *Client) Replay(link string, exportSeqs ...uint64) (*node.ReplayReply, error) {
-	b, _ := json.Marshal(node.ReplayRequest{Name: link, ExportSeqs: exportSeqs})
-	var r node.ReplayReply
-	if err := c.call(node.SubjectReplay, nil, b, &r); err != nil {
+func (c *Client) Replay(link string, exportSeqs ...uint64) (*protocol.ReplayReply, error) {
+	b, _ := json.Marshal(protocol.ReplayRequest{Name: link, ExportSeqs: exportSeqs})
+	var r protocol.ReplayReply
+	if err := c.call(protocol.SubjectReplay, nil, b, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
 // call makes one request and decodes the reply into out, or the error reply
-// into a *node.Error.
+// into a *protocol.Error.
 func (c *Client) call(subject string, h nats.Header, body []byte, out any) error {
 	m := nats.NewMsg(subject)
 	if h != nil {
@@ -204,7 +204,7 @@ func (c *Client) call(subject string, h nats.Header, body []byte, out any) error
 		return fmt.Errorf("%s: %w", subject, err)
 	}
 	if resp.Header.Get(micro.ErrorCodeHeader) != "" {
-		var er node.ErrorReply
+		var er protocol.ErrorReply
 		if err := json.Unmarshal(resp.Data, &er); err != nil || er.Error == nil {
 			return fmt.Errorf("%s: %s %s", subject, resp.Header.Get(micro.ErrorCodeHeader), resp.Header.Get(micro.ErrorHeader))
 		}
@@ -235,7 +235,7 @@ func (c *Client) Query(name string, q projection.Query) (*projection.Result, err
 	if wait := time.Duration(q.TimeoutMS)*time.Millisecond + 2*time.Second; q.MinSeq > 0 && wait > c.timeout {
 		cc = c.WithTimeout(wait)
 	}
-	return &r, cc.call(node.SubjectQuery+"."+name, nil, body, &r)
+	return &r, cc.call(protocol.SubjectQuery+"."+name, nil, body, &r)
 }
 
 // Get returns one document of a projection, waiting for minSeq if not 0.
@@ -244,35 +244,35 @@ func (c *Client) Get(name, key string, minSeq uint64) (*projection.Result, error
 }
 
 // Projections returns the status of every projection version.
-func (c *Client) Projections() (*node.ProjectionsReply, error) {
-	var r node.ProjectionsReply
-	return &r, c.call(node.SubjectProjections, nil, nil, &r)
+func (c *Client) Projections() (*protocol.ProjectionsReply, error) {
+	var r protocol.ProjectionsReply
+	return &r, c.call(protocol.SubjectProjections, nil, nil, &r)
 }
 
 // Retry restarts a failed projection version (0: the active one).
 func (c *Client) Retry(name string, version int) (*projection.Status, error) {
-	body, _ := json.Marshal(node.VersionRequest{Name: name, Version: version})
+	body, _ := json.Marshal(protocol.VersionRequest{Name: name, Version: version})
 	var r projection.Status
-	return &r, c.call(node.SubjectRetry, nil, body, &r)
+	return &r, c.call(protocol.SubjectRetry, nil, body, &r)
 }
 
 // Promote makes a live projection version the active one.
-func (c *Client) Promote(name string, version int) (*node.AliasReply, error) {
-	body, _ := json.Marshal(node.VersionRequest{Name: name, Version: version})
-	var r node.AliasReply
-	return &r, c.call(node.SubjectPromote, nil, body, &r)
+func (c *Client) Promote(name string, version int) (*protocol.AliasReply, error) {
+	body, _ := json.Marshal(protocol.VersionRequest{Name: name, Version: version})
+	var r protocol.AliasReply
+	return &r, c.call(protocol.SubjectPromote, nil, body, &r)
 }
 
 // Rollback makes the previously active version active again.
-func (c *Client) Rollback(name string) (*node.AliasReply, error) {
-	body, _ := json.Marshal(node.VersionRequest{Name: name})
-	var r node.AliasReply
-	return &r, c.call(node.SubjectRollback, nil, body, &r)
+func (c *Client) Rollback(name string) (*protocol.AliasReply, error) {
+	body, _ := json.Marshal(protocol.VersionRequest{Name: name})
+	var r protocol.AliasReply
+	return &r, c.call(protocol.SubjectRollback, nil, body, &r)
 }
 
 // Retire stops a version that is not active and deletes its file.
-func (c *Client) Retire(name string, version int) (*node.RetireReply, error) {
-	body, _ := json.Marshal(node.VersionRequest{Name: name, Version: version})
-	var r node.RetireReply
-	return &r, c.call(node.SubjectRetire, nil, body, &r)
+func (c *Client) Retire(name string, version int) (*protocol.RetireReply, error) {
+	body, _ := json.Marshal(protocol.VersionRequest{Name: name, Version: version})
+	var r protocol.RetireReply
+	return &r, c.call(protocol.SubjectRetire, nil, body, &r)
 }

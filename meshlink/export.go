@@ -1,0 +1,269 @@
+package meshlink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/datamesh/datamesh/node/eventlog"
+)
+
+// exportRunner runs one export: a worker per peer it is granted to.
+type exportRunner struct {
+	task
+	spec    *Export
+	workers []*exportWorker
+}
+
+// startExport starts a worker per peer of e. m.mu must be held.
+func (m *Mesh) startExport(e *Export) *exportRunner {
+	r := &exportRunner{spec: e}
+	runs := make([]func(context.Context), 0, len(e.To))
+	for _, peer := range e.To {
+		w := &exportWorker{m: m, spec: e, peer: peer, log: m.log.Named("export").With("export", e.Name, "peer", peer)}
+		r.workers = append(r.workers, w)
+		runs = append(runs, w.run)
+	}
+	r.task.start(m.ctx, runs...)
+	m.log.Info("export started", "export", e.Name, "to", strings.Join(e.To, ","))
+	return r
+}
+
+// exportWorker copies the events an export selects, redacted, from the
+// log into the export's stream in the peer's export account, which is all
+// the peer can read. Exactly once: the stream's last message names the
+// last event copied, and each copy expects the stream's previous seq.
+type exportWorker struct {
+	m    *Mesh
+	spec *Export
+	peer string
+	log  hclog.Logger
+
+	mu        sync.Mutex
+	state     string
+	exported  uint64
+	streamSeq uint64
+	lastError string
+	stream    jetstream.Stream
+}
+
+func (w *exportWorker) run(ctx context.Context) {
+	w.setState("starting", nil)
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		err := w.runOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		w.setState("retrying", err)
+		w.log.Warn("export interrupted; retrying", "error", err)
+		if !backoff(ctx, attempt) {
+			return
+		}
+	}
+}
+
+func (w *exportWorker) setState(s string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.state = s
+	if err != nil {
+		w.lastError = err.Error()
+	}
+}
+
+// runOnce copies until ctx ends or something fails.
+func (w *exportWorker) runOnce(ctx context.Context) error {
+	out, err := w.m.deps.Dialer.ConnectExport(w.peer, nats.Name("datamesh-export-"+w.spec.Name))
+	if err != nil {
+		return fmt.Errorf("connect to the export account of %s: %w", w.peer, err)
+	}
+	defer out.Close()
+	// Closing the connections when ctx ends unblocks any request in flight.
+	defer context.AfterFunc(ctx, out.Close)()
+	ojs, err := jetstream.New(out)
+	if err != nil {
+		return err
+	}
+	last, resume, err := w.openStream(ctx, ojs, out)
+	if err != nil {
+		return err
+	}
+	in, err := w.m.deps.Dialer.Connect(nats.Name("datamesh-export-source"))
+	if err != nil {
+		return fmt.Errorf("connect to this node: %w", err)
+	}
+	defer in.Close()
+	defer context.AfterFunc(ctx, in.Close)()
+	cons, err := w.readLog(ctx, in, resume)
+	if err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		msgs, err := fetch(cons, meshBatch)
+		if err != nil {
+			return fmt.Errorf("read the log: %w", err)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if last, err = w.copy(ctx, ojs, out, msgs, last); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openStream creates or updates the export stream and returns its last
+// seq and the log seq to resume after: the Dm-Origin-Seq of its last
+// message.
+func (w *exportWorker) openStream(ctx context.Context, js jetstream.JetStream, nc *nats.Conn) (last, resume uint64, err error) {
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        exportStream(w.spec.Name),
+		Description: fmt.Sprintf("DataMesh export %s of %s for %s", w.spec.Name, w.m.cfg.Node, w.peer),
+		Subjects:    []string{exportSubjects(w.spec.Name) + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxMsgSize:  eventlog.MaxMsgSize(w.m.cfg.MaxEventBytes),
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+		// Copies are written as atomic batches: one fsync per batch.
+		AllowAtomicPublish: true,
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("export stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("export stream: %w", err)
+	}
+	last = info.State.LastSeq
+	if last > 0 {
+		if resume, err = eventlog.OriginSeqAt(ctx, nc, eventlog.API, exportStream(w.spec.Name), last); err != nil {
+			return 0, 0, fmt.Errorf("read the last exported event: %w", err)
+		}
+	}
+	w.mu.Lock()
+	w.exported, w.streamSeq, w.stream, w.state = resume, last, st, "exporting"
+	w.mu.Unlock()
+	return last, resume, nil
+}
+
+// readLog opens an ordered consumer on the export's aggregates in the log,
+// after seq resume.
+func (w *exportWorker) readLog(ctx context.Context, nc *nats.Conn, resume uint64) (jetstream.Consumer, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	filters := make([]string, len(w.spec.Aggregates))
+	for i, a := range w.spec.Aggregates {
+		filters[i] = eventlog.AggregateFilter(w.m.deps.Log.Prefix(), a, "")
+	}
+	cons, err := js.OrderedConsumer(ctx, w.m.deps.Log.Stream(), jetstream.OrderedConsumerConfig{
+		MaxResetAttempts: fetchResets,
+		FilterSubjects:   filters,
+		DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:      resume + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the log: %w", err)
+	}
+	return cons, nil
+}
+
+// copy writes the selected messages to the export stream as atomic
+// batches (one fsync each in fsync mode, where single publishes would be
+// fsynced one by one) and returns the stream's new last seq. The first
+// message of each batch expects the stream's last seq, so this worker stays
+// the stream's only writer and a failed write leaves no gap.
+func (w *exportWorker) copy(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, msgs []jetstream.Msg, last uint64) (uint64, error) {
+	var batch []*nats.Msg
+	var exported uint64
+	for _, msg := range msgs {
+		md, err := msg.Metadata()
+		if err != nil {
+			return last, err
+		}
+		exported = md.Sequence.Stream
+		aggregate, id, typ, ok := eventlog.ParseSubject(w.m.deps.Log.Prefix(), msg.Subject())
+		// An event that went round a cycle back to this node is not exported
+		// again: a cycle of links with transforms that feed each other
+		// would otherwise never end.
+		if !ok || !w.spec.Selects(aggregate, typ) || onPath(msg.Headers().Get(eventlog.HeaderMeshPath), w.m.cfg.Node) {
+			continue
+		}
+		out, err := w.message(msg, aggregate, id, typ, exported)
+		if err != nil {
+			return last, fmt.Errorf("event %d: %w", exported, err)
+		}
+		batch = append(batch, out)
+	}
+	for len(batch) > 0 {
+		k := eventlog.ChunkLen(batch)
+		batch[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
+		seq, err := eventlog.PublishAtomic(ctx, js, nc, batch[:k])
+		if err != nil {
+			return last, fmt.Errorf("export stream refused a copy: %w", err)
+		}
+		last = seq
+		batch = batch[k:]
+	}
+	w.mu.Lock()
+	w.exported, w.streamSeq = exported, last
+	w.mu.Unlock()
+	return last, nil
+}
+
+// message is the exported copy of the stored event at seq: redacted data,
+// the CloudEvents attributes, and where it comes from.
+func (w *exportWorker) message(msg jetstream.Msg, aggregate, id, typ string, seq uint64) (*nats.Msg, error) {
+	data := msg.Data()
+	if len(w.spec.Redact) > 0 {
+		var v any
+		if err := json.Unmarshal(data, &v); err != nil {
+			return nil, err
+		}
+		Redact(v, w.spec.Redact)
+		var err error
+		if data, err = json.Marshal(v); err != nil {
+			return nil, err
+		}
+	}
+	h := msg.Headers()
+	out := nats.NewMsg(eventlog.Subject(exportSubjects(w.spec.Name), aggregate, id, typ))
+	for k, vs := range h {
+		if strings.HasPrefix(strings.ToLower(k), "ce-") || strings.EqualFold(k, eventlog.HeaderContentType) {
+			out.Header[k] = vs
+		}
+	}
+	self := w.m.cfg.Node
+	path := self
+	if p := h.Get(eventlog.HeaderMeshPath); p != "" {
+		path = p + "," + self
+	}
+	out.Header.Set(eventlog.HeaderOriginNode, self)
+	out.Header.Set(eventlog.HeaderOriginSeq, strconv.FormatUint(seq, 10))
+	out.Header.Set(eventlog.HeaderOriginID, h.Get(eventlog.HeaderID))
+	out.Header.Set(eventlog.HeaderMeshPath, path)
+	out.Header.Set(nats.MsgIdHdr, strconv.FormatUint(seq, 10))
+	out.Data = data
+	return out, nil
+}
+
+// onPath reports whether node is in a comma-separated mesh path.
+func onPath(path, node string) bool {
+	for _, p := range strings.Split(path, ",") {
+		if p == node {
+			return true
+		}
+	}
+	return false
+}

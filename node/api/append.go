@@ -1,0 +1,147 @@
+package api
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/tidwall/gjson"
+
+	"github.com/datamesh/datamesh/node/eventlog"
+	"github.com/datamesh/datamesh/node/protocol"
+	"github.com/datamesh/datamesh/schemas"
+)
+
+// handleAppend serves dm.append.<aggregate>.<id>. Checks run in the handler;
+// the JetStream ack is awaited off the handler (the log or its committer
+// calls back), so appends pipeline.
+func (a *API) handleAppend(req micro.Request) {
+	agg, id, e := splitTarget(req.Subject(), protocol.SubjectAppend)
+	if e == nil && id == "" {
+		e = protocol.NewError(protocol.CodeBadRequest, "subject %q: want %s.<aggregate>.<id>", req.Subject(), protocol.SubjectAppend)
+	}
+	if e != nil {
+		replyError(req, e)
+		return
+	}
+	h := nats.Header(req.Headers())
+	expected, e := parseExpectedVersion(h)
+	if e != nil {
+		replyError(req, e)
+		return
+	}
+	if ct := headerValue(h, protocol.HeaderContentType); strings.HasPrefix(strings.ToLower(ct), protocol.ContentTypeBatch) {
+		a.appendBatch(req, agg, id, expected)
+		return
+	}
+	d, e := fromHeaders(h, req.Data())
+	if e != nil {
+		replyError(req, e)
+		return
+	}
+	m, err := a.deps.Log.Prepare(agg, id, d)
+	if err != nil {
+		fail(req, err)
+		return
+	}
+	reply := req.Reply()
+	a.deps.Appender.Append(&eventlog.Append{Msg: m, Aggregate: agg, ID: id, Expected: expected,
+		Done: func(seq uint64, dup bool, err error) {
+			if err != nil {
+				a.respondError(reply, wireError(err))
+				return
+			}
+			a.respond(reply, protocol.AppendReply{Seq: seq, Duplicate: dup})
+		}})
+}
+
+// appendBatch stores a JSON array of structured CloudEvents as one
+// JetStream atomic batch: all events or none.
+func (a *API) appendBatch(req micro.Request, agg, id string, expected *uint64) {
+	msgs, e := a.prepareBatch(agg, id, req.Data())
+	if e != nil {
+		replyError(req, e)
+		return
+	}
+	reply, count := req.Reply(), len(msgs)
+	a.deps.Log.AppendBatch(agg, id, msgs, expected, func(first, last uint64, dup bool, err error) {
+		if err != nil {
+			a.respondError(reply, wireError(err))
+			return
+		}
+		a.respond(reply, protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup})
+	})
+}
+
+// prepareBatch reads and checks every event of a batch body; an error names
+// the event that caused it.
+func (a *API) prepareBatch(agg, id string, body []byte) ([]*nats.Msg, *protocol.Error) {
+	// json.Valid first: its scanner is iterative and refuses nesting deeper
+	// than 10,000; gjson's validator recurses without a limit (a request of
+	// a few MB of "[" would overflow the stack).
+	if !json.Valid(body) {
+		return nil, protocol.NewError(protocol.CodeBadRequest, "a %s body must be a JSON array of CloudEvents", protocol.ContentTypeBatch)
+	}
+	parsed := gjson.ParseBytes(body)
+	if !parsed.IsArray() {
+		return nil, protocol.NewError(protocol.CodeBadRequest, "a %s body must be a JSON array of CloudEvents", protocol.ContentTypeBatch)
+	}
+	raws := parsed.Array()
+	if len(raws) == 0 {
+		return nil, protocol.NewError(protocol.CodeBadRequest, "the batch is empty")
+	}
+	if len(raws) > a.cfg.MaxBatch {
+		return nil, protocol.NewError(protocol.CodeTooLarge, "the batch has %d events; the limit is %d", len(raws), a.cfg.MaxBatch)
+	}
+	msgs := make([]*nats.Msg, len(raws))
+	seen := map[string]int{}
+	for i, raw := range raws {
+		d, e := fromStructured(raw)
+		if e == nil {
+			var err error
+			if msgs[i], err = a.deps.Log.Prepare(agg, id, d); err != nil {
+				e = wireError(err)
+			}
+		}
+		if e == nil && d.ID != "" {
+			if j, dup := seen[d.ID]; dup {
+				e = protocol.NewError(protocol.CodeBadRequest, "id %q is also used by event %d", d.ID, j)
+			}
+			seen[d.ID] = i
+		}
+		if e != nil {
+			for k := range e.Violations {
+				e.Violations[k].Path = "/" + strconv.Itoa(i) + "/data" + e.Violations[k].Path
+			}
+			return nil, e.AtIndex(i)
+		}
+	}
+	return msgs, nil
+}
+
+func parseExpectedVersion(h nats.Header) (*uint64, *protocol.Error) {
+	s := headerValue(h, protocol.HeaderExpectedVersion)
+	if s == "" {
+		return nil, nil
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return nil, protocol.NewError(protocol.CodeBadRequest, "%s %q: want the seq of the aggregate's last event, or 0 for a new aggregate", protocol.HeaderExpectedVersion, s)
+	}
+	return &v, nil
+}
+
+// splitTarget reads <aggregate>[.<id>] after the API prefix of subject.
+func splitTarget(subject, prefix string) (aggregate, id string, e *protocol.Error) {
+	rest := strings.TrimPrefix(subject, prefix+".")
+	parts := strings.Split(rest, ".")
+	if len(parts) > 2 || !schemas.ValidToken(parts[0]) {
+		return "", "", protocol.NewError(protocol.CodeBadRequest, "subject %q: want %s.<aggregate>.<id>", subject, prefix)
+	}
+	if len(parts) == 2 {
+		return parts[0], parts[1], nil
+	}
+	return parts[0], "", nil
+}

@@ -1,0 +1,251 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/datamesh/datamesh/meshlink"
+	"github.com/datamesh/datamesh/node/eventlog"
+	"github.com/datamesh/datamesh/node/protocol"
+	"github.com/datamesh/datamesh/node/registry"
+	"github.com/datamesh/datamesh/projection"
+)
+
+// opTimeout bounds the work of one admin request (apply, promote, ...).
+const opTimeout = 10 * time.Second
+
+// Config is what the API needs of the node's configuration.
+type Config struct {
+	Node             string
+	MaxBatch         int
+	RequireContracts bool
+	// LeafURL is where peers link to this node ("" if off), for discovery.
+	LeafURL string
+	// Middleware wraps every endpoint's handler, the first outermost.
+	Middleware []Middleware
+}
+
+// Middleware wraps the handler of one endpoint (by its name in the micro
+// service: append, read, query, ...). Programs that embed a node use it for
+// tracing or metrics; the benchmark's own test slows appends down with it,
+// to prove a slow append path is caught.
+type Middleware func(endpoint string, h micro.HandlerFunc) micro.HandlerFunc
+
+// Deps are the parts the API serves. It is the edge where they meet, so it
+// takes them as they are rather than through interfaces.
+type Deps struct {
+	// Conn is the node's connection: the service's subscriptions and the
+	// replies sent off the handlers.
+	Conn        *nats.Conn
+	Log         *eventlog.Log
+	Appender    eventlog.Appender
+	Registry    *registry.Registry
+	Projections *projection.Manager
+	Mesh        *meshlink.Mesh
+	// Apply applies a request's resources, all or none.
+	Apply func(ctx context.Context, body []byte, force bool) ([]protocol.ApplyResult, error)
+}
+
+// API is the node's micro service.
+type API struct {
+	cfg  Config
+	deps Deps
+	log  hclog.Logger
+	svc  micro.Service
+
+	// ctx ends at Close: requests waiting off their handler (a query for
+	// its min_seq) give up then.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// wg counts the requests answered off their handler.
+	wg sync.WaitGroup
+	// gate lets handlers run while the API is open: each holds a read
+	// lock; Close takes the write lock, so it waits for the handlers under
+	// way, and later ones answer unavailable (see gated).
+	gate      sync.RWMutex
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns the API; Start registers its endpoints.
+func New(cfg Config, deps Deps, logger hclog.Logger) *API {
+	return &API{cfg: cfg, deps: deps, log: logger.Named("api")}
+}
+
+// Start registers the endpoints as the NATS micro service "datamesh", so
+// $SRV.PING/INFO/STATS describe them.
+func (a *API) Start(ctx context.Context) error {
+	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	svc, err := micro.AddService(a.deps.Conn, micro.Config{
+		Name:        protocol.ServiceName,
+		Version:     protocol.Version,
+		Description: "DataMesh node " + a.cfg.Node + ": event log, contracts, projections, discovery",
+		Metadata:    map[string]string{"node": a.cfg.Node},
+	})
+	if err != nil {
+		return err
+	}
+	a.svc = svc
+	for _, e := range a.endpoints() {
+		h := e.h
+		for i := len(a.cfg.Middleware) - 1; i >= 0; i-- {
+			h = a.cfg.Middleware[i](e.name, h)
+		}
+		if err := svc.AddEndpoint(e.name, a.gated(h), micro.WithEndpointSubject(e.subject)); err != nil {
+			return err
+		}
+	}
+	// The subscriptions must be in place before Start returns, or a
+	// client's first request can find no responders.
+	return a.deps.Conn.Flush()
+}
+
+type endpoint struct {
+	name, subject string
+	h             micro.HandlerFunc
+}
+
+func (a *API) endpoints() []endpoint {
+	return []endpoint{
+		{"append", protocol.SubjectAppend + ".>", a.handleAppend},
+		{"read", protocol.SubjectRead + ".>", a.handleRead},
+		{"apply", protocol.SubjectApply, a.handleApply},
+		{"discovery", protocol.SubjectDiscovery, a.handleDiscovery},
+		{"query", protocol.SubjectQuery + ".>", a.handleQuery},
+		{"projections", protocol.SubjectProjections, a.handleProjections},
+		{"retry", protocol.SubjectRetry, a.handleRetry},
+		{"promote", protocol.SubjectPromote, a.handlePromote},
+		{"rollback", protocol.SubjectRollback, a.handleRollback},
+		{"retire", protocol.SubjectRetire, a.handleRetire},
+		{"mesh", protocol.SubjectMesh, a.handleMesh},
+		{"link-retry", protocol.SubjectLinkRetry, a.handleLinkRetry},
+		{"dead-letters", protocol.SubjectDeadLetters, a.handleDeadLetters},
+		{"replay", protocol.SubjectReplay, a.handleReplay},
+		{"delete", protocol.SubjectDelete, a.handleDelete},
+	}
+}
+
+// Close stops the service and waits for the handlers under way and the
+// requests answered off their handlers; later requests answer unavailable.
+// Appends already handed to the log are answered by the log (its Close
+// waits for them). Safe to call twice.
+func (a *API) Close() error {
+	a.closeOnce.Do(func() {
+		if a.svc != nil {
+			// Stop only starts draining the endpoints.
+			a.closeErr = a.svc.Stop()
+		}
+		a.gate.Lock()
+		if a.cancel != nil {
+			a.cancel()
+		}
+		a.wg.Wait()
+	})
+	return a.closeErr
+}
+
+// gated runs h unless the API is closing, in which case the request gets
+// an unavailable error.
+func (a *API) gated(h micro.HandlerFunc) micro.HandlerFunc {
+	return func(req micro.Request) {
+		if !a.gate.TryRLock() {
+			replyError(req, protocol.NewError(protocol.CodeUnavailable, "the node is shutting down"))
+			return
+		}
+		defer a.gate.RUnlock()
+		h(req)
+	}
+}
+
+// goAnswer answers a request off its handler, so that one slow request does
+// not hold up the others; Close waits for it.
+func (a *API) goAnswer(f func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
+}
+
+// opContext bounds one admin request.
+func opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}
+
+// respondJSON answers req with v (see respondBytes).
+func respondJSON(req micro.Request, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		replyError(req, protocol.NewError(protocol.CodeInternal, "encode reply: %v", err))
+		return
+	}
+	respondBytes(req, b)
+}
+
+// respondBytes answers req with b, or with an error reply when b cannot be
+// sent: never with silence.
+func respondBytes(req micro.Request, b []byte) {
+	if err := req.Respond(b); err != nil {
+		replyError(req, replyFailed(err))
+	}
+}
+
+// replyFailed is the error answer to a reply that could not be sent.
+func replyFailed(err error) *protocol.Error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return protocol.NewError(protocol.CodeTooLarge, "the reply is larger than the server's max payload; ask for less (a limit, a page)")
+	}
+	return protocol.NewError(protocol.CodeUnavailable, "reply: %v", err)
+}
+
+// replyError answers a request synchronously, inside its handler, so the
+// micro service counts the error in its stats.
+func replyError(req micro.Request, e *protocol.Error) {
+	_ = req.Error(e.StatusText(), e.Message, e.Body(), micro.WithHeaders(micro.Headers{"Content-Type": {"application/json"}}))
+}
+
+// fail answers req with err as a wire error.
+func fail(req micro.Request, err error) { replyError(req, wireError(err)) }
+
+// respond answers a request from outside its handler (after an async ack).
+func (a *API) respond(reply string, v any) {
+	if reply == "" {
+		return
+	}
+	var b []byte
+	var err error
+	if m, ok := v.(json.Marshaler); ok {
+		b, err = m.MarshalJSON() // encoding/json would look its type up first
+	} else {
+		b, err = json.Marshal(v)
+	}
+	if err != nil {
+		a.respondError(reply, protocol.NewError(protocol.CodeInternal, "encode reply: %v", err))
+		return
+	}
+	if err := a.deps.Conn.Publish(reply, b); err != nil {
+		a.respondError(reply, replyFailed(err))
+	}
+}
+
+// respondError sends an error reply with the micro error headers from outside a handler.
+func (a *API) respondError(reply string, e *protocol.Error) {
+	if reply == "" {
+		return
+	}
+	m := &nats.Msg{Subject: reply, Data: e.Body(), Header: nats.Header{
+		micro.ErrorHeader:     {e.Message},
+		micro.ErrorCodeHeader: {e.StatusText()},
+		"Content-Type":        {"application/json"},
+	}}
+	if err := a.deps.Conn.PublishMsg(m); err != nil {
+		a.log.Warn("error reply failed", "error", err)
+	}
+}

@@ -1,0 +1,128 @@
+package embed
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+)
+
+// Accounts of the mesh. The node's own log, registry and API live in the
+// global account, which no leafnode ever joins. For each configured peer P:
+//   - exportAccount(P) holds the streams of the exports granted to P; P's
+//     leafnode signs in there, and sees nothing else;
+//   - peerAccount(P) is where this node's links to P solicit their leafnode
+//     and read P's exports.
+//
+// One account pair per peer keeps the two traps of leafnodes away: no
+// account is joined to another through two paths, so leafnode loop
+// detection never fires, even for cycles of nodes; and no account holds a
+// stream on both ends of a leafnode, so a subject published on one node is
+// never captured by a stream of the other.
+const (
+	exportAccountPrefix = "EXP_"
+	peerAccountPrefix   = "PEER_"
+)
+
+func exportAccount(peer string) string { return exportAccountPrefix + peer }
+func peerAccount(peer string) string   { return peerAccountPrefix + peer }
+
+// meshAccounts adds each peer's accounts and users to opts.
+func meshAccounts(cfg Config, k *keys, opts *server.Options) error {
+	if len(cfg.Peers) == 0 {
+		return nil
+	}
+	// Accounts come from config text: it is the one way to mark an account
+	// for JetStream in the options, which a reload (adding leafnode remotes
+	// for links) copies onto the live accounts. An account enabled only at
+	// run time would have JetStream turned off by the first reload.
+	var conf strings.Builder
+	conf.WriteString("accounts {\n")
+	for _, peer := range cfg.Peers {
+		fmt.Fprintf(&conf, "  %q: { jetstream: enabled }\n  %q: {}\n", exportAccount(peer.Name), peerAccount(peer.Name))
+	}
+	conf.WriteString("}\n")
+	parsed := &server.Options{}
+	if err := parsed.ProcessConfigString(conf.String()); err != nil {
+		return fmt.Errorf("mesh accounts: %w", err)
+	}
+	byName := map[string]*server.Account{}
+	for _, a := range parsed.Accounts {
+		byName[a.Name] = a
+	}
+	for _, peer := range cfg.Peers {
+		exp, imp := byName[exportAccount(peer.Name)], byName[peerAccount(peer.Name)]
+		if exp == nil || imp == nil {
+			return fmt.Errorf("mesh accounts: %s missing from the parsed config", peer.Name)
+		}
+		opts.Accounts = append(opts.Accounts, exp, imp)
+		opts.Nkeys = append(opts.Nkeys,
+			&server.NkeyUser{Nkey: k.account(exp.Name).pub, Account: exp, AllowedConnectionTypes: inProcessOnly()},
+			&server.NkeyUser{Nkey: k.account(imp.Name).pub, Account: imp, AllowedConnectionTypes: inProcessOnly()})
+		opts.Users = append(opts.Users, &server.User{
+			Username: peer.Name, Password: peer.Secret, Account: exp,
+			AllowedConnectionTypes: connectionTypes(connLeafnode),
+			Permissions:            peerPermissions(cfg),
+		})
+	}
+	return nil
+}
+
+// peerPermissions is what a peer's leafnode may send into its export
+// account: JetStream requests to read the export streams (consumers, info,
+// direct gets) and catalog requests; not writes to the streams, not stream
+// changes. Everything else in the account is the peer's own exports anyway.
+func peerPermissions(cfg Config) *server.Permissions {
+	api := "$JS." + cfg.Name + ".API."
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{
+			Allow: []string{">"},
+			Deny: []string{
+				cfg.ExportSubjects,
+				api + "STREAM.CREATE.>", api + "STREAM.UPDATE.>", api + "STREAM.DELETE.>",
+				api + "STREAM.PURGE.>", api + "STREAM.MSG.DELETE.>", api + "STREAM.SNAPSHOT.>",
+				api + "STREAM.RESTORE.>", api + "ACCOUNT.>",
+			},
+		},
+	}
+}
+
+// keys are the nkeys the node's own in-process connections sign in with:
+// one for the global account, one per mesh account. They live only in
+// memory.
+type keys struct {
+	kp       nkeys.KeyPair
+	pub      string
+	accounts map[string]*keys
+}
+
+func newKeys(peers []Peer) (*keys, error) {
+	k, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	k.accounts = map[string]*keys{}
+	for _, peer := range peers {
+		for _, acc := range []string{exportAccount(peer.Name), peerAccount(peer.Name)} {
+			if k.accounts[acc], err = newKey(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return k, nil
+}
+
+func (k *keys) account(name string) *keys { return k.accounts[name] }
+
+func newKey() (*keys, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("internal nkey: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("internal nkey: %w", err)
+	}
+	return &keys{kp: kp, pub: pub}, nil
+}

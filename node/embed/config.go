@@ -1,0 +1,175 @@
+package embed
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Config is what the server needs of the node's configuration, and the
+// names its permissions protect.
+type Config struct {
+	// Name is the server's name and the JetStream domain.
+	Name       string
+	DataDir    string
+	Listen     string // host:port; port -1 picks a free port
+	HTTP       string // monitoring; "" disables it
+	LeafListen string // leafnode port for peers; "" disables it
+	// Peers are the configured peer nodes, sorted by name.
+	Peers []Peer
+	// Fsync makes JetStream fsync every write before acknowledging it.
+	Fsync      bool
+	MaxPayload int32
+	LogLevel   hclog.Level
+
+	// Stream is the log's stream, whose subjects (Subjects) only the node
+	// may publish to.
+	Stream string
+	// Protected are subjects services may not publish to (the log's
+	// subjects, change events, KV buckets' subjects).
+	Protected []string
+	// ProtectedStreams are streams services may read but not change.
+	ProtectedStreams []string
+	// Served are subjects only the node may subscribe to: its API.
+	Served []string
+	// ExportSubjects are the export streams' subjects, which peers may read
+	// but not publish to.
+	ExportSubjects string
+}
+
+// Peer is a node this one shares events with.
+type Peer struct {
+	Name   string
+	Secret string
+}
+
+func (c Config) secret(peer string) string {
+	for _, p := range c.Peers {
+		if p.Name == peer {
+			return p.Secret
+		}
+	}
+	return ""
+}
+
+// SplitHostPort parses "host:port"; port -1 means a random free port, and
+// an empty host means every interface.
+func SplitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, fmt.Errorf("address %q: %w", hp, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("address %q: invalid port", hp)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// serviceUser is the no-auth user every service connection signs in as.
+const serviceUser = "service"
+
+// options translates the config into nats-server options.
+//
+// Two identities exist: the node's own in-process connections sign in with
+// an nkey made at start-up that lives only in memory; every other client is
+// serviceUser (the no-auth user), which may do anything except write to the
+// log or the registry behind the node's back, or serve the node's API.
+func (s *Server) options() (*server.Options, error) {
+	cfg := s.cfg
+	host, port, err := SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	opts := &server.Options{
+		ServerName:      cfg.Name,
+		Host:            host,
+		Port:            port,
+		JetStream:       true,
+		JetStreamDomain: cfg.Name,
+		StoreDir:        cfg.DataDir,
+		NoSigs:          true,
+		MaxPayload:      cfg.MaxPayload,
+		NoAuthUser:      serviceUser,
+		SyncAlways:      cfg.Fsync,
+		Nkeys:           []*server.NkeyUser{{Nkey: s.keys.pub, AllowedConnectionTypes: inProcessOnly()}},
+		Users: []*server.User{{Username: serviceUser, Permissions: servicePermissions(cfg),
+			// Not LEAFNODE: a leafnode without credentials must not land in
+			// the node's own account (see meshAccounts).
+			AllowedConnectionTypes: connectionTypes(connStandard, connWebsocket, connInProcess)}},
+	}
+	if err := meshAccounts(cfg, s.keys, opts); err != nil {
+		return nil, err
+	}
+	if cfg.HTTP != "" {
+		if opts.HTTPHost, opts.HTTPPort, err = SplitHostPort(cfg.HTTP); err != nil {
+			return nil, fmt.Errorf("http: %w", err)
+		}
+	}
+	if cfg.LeafListen != "" {
+		if opts.LeafNode.Host, opts.LeafNode.Port, err = SplitHostPort(cfg.LeafListen); err != nil {
+			return nil, fmt.Errorf("leaf_listen: %w", err)
+		}
+		// Peers reach this node at the URL of their Link resources (maybe
+		// through a proxy), never at addresses the server would gossip.
+		opts.LeafNode.NoAdvertise = true
+	}
+	return opts, nil
+}
+
+// Connection types (jwt.ConnectionType*) that users may be limited to.
+const (
+	connStandard  = "STANDARD"
+	connWebsocket = "WEBSOCKET"
+	connLeafnode  = "LEAFNODE"
+	connInProcess = "IN_PROCESS"
+)
+
+func connectionTypes(types ...string) map[string]struct{} {
+	m := make(map[string]struct{}, len(types))
+	for _, t := range types {
+		m[t] = struct{}{}
+	}
+	return m
+}
+
+func inProcessOnly() map[string]struct{} { return connectionTypes(connInProcess) }
+
+// servicePermissions keeps the log append-only through the API: services may
+// read the stream and create consumers, but not publish into event subjects,
+// change or purge the stream, write the registry, or subscribe to the node's
+// API subjects (which would steal requests).
+func servicePermissions(cfg Config) *server.Permissions {
+	deny := append([]string{}, cfg.Protected...)
+	for _, st := range cfg.ProtectedStreams {
+		deny = append(deny, "$JS.API.STREAM.UPDATE."+st, "$JS.API.STREAM.DELETE."+st,
+			"$JS.API.STREAM.PURGE."+st, "$JS.API.STREAM.MSG.DELETE."+st)
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{">"}, Deny: deny},
+		Subscribe: &server.SubjectPermission{Allow: []string{">"}, Deny: append([]string{}, cfg.Served...)},
+	}
+}
+
+// checkDataDir makes sure the data directory exists and is writable, so
+// that a bad path is a one-line error rather than a JetStream failure later.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(filepath.Clean(name))
+}

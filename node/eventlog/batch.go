@@ -1,0 +1,100 @@
+package eventlog
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// Headers of JetStream's atomic batch publish.
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+const (
+	// MaxBatch is JetStream's limit on the messages of one atomic batch.
+	MaxBatch = 1000
+	// MaxBatchBytes bounds what one batch stages in the server.
+	MaxBatchBytes = 8 << 20
+)
+
+// stage marks msgs as one atomic batch and publishes all but the last,
+// which it returns: publishing it commits the batch, and its ack answers
+// for the whole batch. Staged messages need no reply: a batch with a
+// missing message is refused whole at commit.
+func stage(nc *nats.Conn, msgs []*nats.Msg) (commit *nats.Msg, err error) {
+	id := nuid.Next()
+	for i, m := range msgs {
+		m.Header.Set(hdrBatchID, id)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+	}
+	commit = msgs[len(msgs)-1]
+	commit.Header.Set(hdrBatchCommit, "1")
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := nc.PublishMsg(m); err != nil {
+			return nil, err
+		}
+	}
+	return commit, nil
+}
+
+// unstage removes the batch headers, to write the messages one by one.
+func unstage(msgs []*nats.Msg) {
+	for _, m := range msgs {
+		m.Header.Del(hdrBatchID)
+		m.Header.Del(hdrBatchSeq)
+		m.Header.Del(hdrBatchCommit)
+	}
+}
+
+// ChunkLen is how many of msgs go in the next atomic batch: at most
+// MaxBatch messages and MaxBatchBytes of data (at least one).
+func ChunkLen(msgs []*nats.Msg) int {
+	n, size := 0, 0
+	for n < len(msgs) && n < MaxBatch && (n == 0 || size+len(msgs[n].Data) <= MaxBatchBytes) {
+		size += len(msgs[n].Data)
+		n++
+	}
+	return n
+}
+
+// PublishAtomic stores msgs (at most MaxBatch) as one atomic batch on the
+// stream js writes to, and returns the last seq. A batch refused because
+// some ids are stored already (a retry after a crash) is written again one
+// by one, the stored ones acknowledged as duplicates. Used where one writer
+// moves events in batches: link imports and export copies.
+func PublishAtomic(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, msgs []*nats.Msg) (uint64, error) {
+	if len(msgs) == 1 {
+		ack, err := js.PublishMsg(ctx, msgs[0])
+		if err != nil {
+			return 0, err
+		}
+		return ack.Sequence, nil
+	}
+	commit, err := stage(nc, msgs)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := js.PublishMsg(ctx, commit)
+	if err == nil {
+		return ack.Sequence, nil
+	}
+	if !isBatchDuplicate(err) {
+		return 0, err
+	}
+	unstage(msgs)
+	var seq uint64
+	for _, m := range msgs {
+		ack, err := js.PublishMsg(ctx, m)
+		if err != nil {
+			return 0, err
+		}
+		seq = ack.Sequence
+	}
+	return seq, nil
+}

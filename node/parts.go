@@ -1,0 +1,77 @@
+package node
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/datamesh/datamesh/meshlink"
+	"github.com/datamesh/datamesh/node/embed"
+	"github.com/datamesh/datamesh/node/eventlog"
+	"github.com/datamesh/datamesh/node/protocol"
+	"github.com/datamesh/datamesh/node/registry"
+	"github.com/datamesh/datamesh/projection"
+)
+
+// This file translates the node's configuration into each part's.
+
+// maxPayloadFloor is nats-server's default max_payload.
+const maxPayloadFloor = 1024 * 1024
+
+// opTimeout bounds background work done for an admin change (auto-promote).
+const opTimeout = 10 * time.Second
+
+// maxPayload leaves room in one message for a whole event plus its
+// attributes, and for read replies that carry several events.
+func (c Config) maxPayload() int32 {
+	return int32(max(maxPayloadFloor, 4*c.MaxEventBytes))
+}
+
+func (c Config) serverConfig() embed.Config {
+	level, _ := parseLevel(c.LogLevel)
+	kv := func(bucket string) string { return "$KV." + bucket + ".>" }
+	var peers []embed.Peer
+	for _, name := range sortedPeers(c) {
+		peers = append(peers, embed.Peer{Name: name, Secret: c.Peers[name].Secret})
+	}
+	return embed.Config{
+		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, HTTP: c.HTTP, LeafListen: c.LeafListen,
+		Peers: peers, Fsync: c.Durability == DurabilityFsync, MaxPayload: c.maxPayload(), LogLevel: level,
+		Stream: c.StreamName,
+		Protected: []string{c.SubjectPrefix + ".>", protocol.SubjectChanges + ".>",
+			kv(registry.Bucket), kv(registry.LinksBucket)},
+		ProtectedStreams: []string{c.StreamName, "KV_" + registry.Bucket, "KV_" + registry.LinksBucket},
+		Served: []string{protocol.SubjectAppend + ".>", protocol.SubjectRead + ".>", protocol.SubjectQuery + ".>",
+			protocol.SubjectAdmin + ".>", protocol.SubjectDiscovery},
+		ExportSubjects: meshlink.ExportSubjectPrefix + ".>",
+	}
+}
+
+func (c Config) logConfig() eventlog.Config {
+	return eventlog.Config{
+		Node: c.Name, Stream: c.StreamName, SubjectPrefix: c.SubjectPrefix, MaxEventBytes: c.MaxEventBytes,
+		DedupWindow: time.Duration(c.DedupWindow), RequireContracts: c.RequireContracts,
+		// A read's JSON reply must stay under max_payload (the last event
+		// may overshoot the bound by its own size).
+		ReadMaxBytes: int(c.maxPayload())/2 - c.MaxEventBytes,
+	}
+}
+
+func (n *Node) projectionConfig() projection.ManagerConfig {
+	return projection.ManagerConfig{
+		DataDir: n.cfg.DataDir, Stream: n.cfg.StreamName, SubjectPrefix: n.cfg.SubjectPrefix,
+		ChangesPrefix: protocol.SubjectChanges,
+		// One connection per worker: a rebuild's stream of messages must
+		// not queue up in front of the API's requests and replies.
+		Connect:   func() (*nats.Conn, error) { return n.srv.Connect(nats.Name("datamesh-projection")) },
+		Head:      n.events.Head,
+		Store:     n.registry,
+		Natives:   n.natives,
+		OpTimeout: opTimeout,
+	}
+}
+
+func (n *Node) meshConfig() meshlink.Config {
+	return meshlink.Config{Node: n.cfg.Name, Peers: sortedPeers(n.cfg), MaxEventBytes: n.cfg.MaxEventBytes,
+		Transforms: n.transforms}
+}

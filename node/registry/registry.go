@@ -1,0 +1,157 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/datamesh/datamesh/schemas"
+)
+
+// Kinds of error the registry returns (errors.Is); the API maps them to
+// wire codes.
+var (
+	// ErrConflict: a version exists with other content, or is older.
+	ErrConflict = errors.New("conflict")
+	// ErrIncompatible: a contract change would break producers; the error
+	// also unwraps to a *schemas.IncompatibleError with the reasons.
+	ErrIncompatible = errors.New("incompatible")
+	// ErrInvalid: a resource does not compile.
+	ErrInvalid = errors.New("invalid resource")
+	// ErrUnavailable: the bucket did not answer.
+	ErrUnavailable = errors.New("registry unavailable")
+)
+
+// kindError is an error of one kind with its own message; it may also
+// wrap its cause.
+type kindError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
+
+func kinded(kind, cause error, format string, args ...any) error {
+	return &kindError{kind: kind, cause: cause, msg: fmt.Sprintf(format, args...)}
+}
+
+// Registry is a node's resources and link state.
+type Registry struct {
+	js     jetstream.JetStream
+	prefix string
+	log    hclog.Logger
+
+	kv    jetstream.KeyValue // Bucket
+	links jetstream.KeyValue // LinksBucket
+
+	mu        sync.RWMutex
+	contracts map[string][]*schemas.Validator // Contract.Key() → versions, ascending
+}
+
+// New returns a registry on js; subjectPrefix is the log's, for catalog
+// entries. Start opens the buckets and loads the contracts.
+func New(js jetstream.JetStream, subjectPrefix string, logger hclog.Logger) *Registry {
+	return &Registry{js: js, prefix: subjectPrefix, log: logger.Named("registry"),
+		contracts: map[string][]*schemas.Validator{}}
+}
+
+// Start opens (or creates) both buckets and loads the stored contracts.
+func (r *Registry) Start(ctx context.Context) error {
+	var err error
+	r.kv, err = r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "DataMesh resources: contracts, projections, links",
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("open registry: %w", err)
+	}
+	r.links, err = r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      LinksBucket,
+		Description: "DataMesh link checkpoints and dead letters",
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", LinksBucket, err)
+	}
+	return r.loadContracts(ctx)
+}
+
+// Close does nothing: the buckets live in the server. It is here so that
+// the registry has the lifecycle of every part.
+func (r *Registry) Close() error { return nil }
+
+// listKeys returns every key of kv that matches filter. It reads the lister
+// to its end (a lister left early keeps a goroutine blocked) and fails if
+// ctx ended first: the lister then stops early, without an error.
+func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	lister, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// loadAll decodes the value of every key of kv that matches filter.
+func loadAll[T any](ctx context.Context, kv jetstream.KeyValue, filter string) ([]*T, error) {
+	keys, err := listKeys(ctx, kv, filter)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", filter, err)
+	}
+	out := make([]*T, 0, len(keys))
+	for _, key := range keys {
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", key, err)
+		}
+		v := new(T)
+		if err := json.Unmarshal(e.Value(), v); err != nil {
+			return nil, fmt.Errorf("load %s: %w", key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// put stores v as JSON at key.
+func put(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Put(ctx, key, b)
+	return err
+}
+
+// get decodes the value at key into v; found is false if there is none.
+func get(ctx context.Context, kv jetstream.KeyValue, key string, v any) (found bool, err error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal(e.Value(), v)
+}
