@@ -12,7 +12,9 @@ import (
 const (
 	// meshBatch is how many events a link or an export moves at once.
 	meshBatch = 500
-	// meshWait bounds one wait for new events, and so how long Close waits.
+	// meshWait bounds one wait for new events, and so how long Close waits:
+	// up to meshWait and the client's 1 s of grace, as a worker's context
+	// closes the connection under its fetch, whose answer then never comes.
 	meshWait = time.Second
 )
 
