@@ -19,26 +19,38 @@ func TestAppendReadRoundTripOverTCP(t *testing.T) {
 	n := newNode(t)
 	nc := dial(t, n)
 
-	appendRaw := func(id, typ, body string, extra nats.Header) protocol.AppendReply {
-		t.Helper()
-		h := nats.Header{"ce-type": {typ}}
-		for k, v := range extra {
-			h[k] = v
-		}
-		resp := request(t, nc, "dm.append.order."+id, h, body)
-		var r protocol.AppendReply
-		if err := json.Unmarshal(resp.Data, &r); err != nil {
-			t.Fatalf("reply %q: %v", resp.Data, err)
-		}
-		return r
-	}
-	r1 := appendRaw("o-1", "OrderPlaced", `{"customer":"c-1","total":30}`, nats.Header{"ce-source": {"/shop"}, "ce-traceparent": {"00-abc"}})
-	r2 := appendRaw("o-2", "OrderPlaced", `{"customer":"c-2","total":5}`, nil)
-	r3 := appendRaw("o-1", "OrderShipped", `{}`, nats.Header{"ce-time": {"2026-01-02T03:04:05Z"}})
+	r1 := appendOverTCP(t, nc, "o-1", "OrderPlaced", `{"customer":"c-1","total":30}`, nats.Header{"ce-source": {"/shop"}, "ce-traceparent": {"00-abc"}})
+	r2 := appendOverTCP(t, nc, "o-2", "OrderPlaced", `{"customer":"c-2","total":5}`, nil)
+	r3 := appendOverTCP(t, nc, "o-1", "OrderShipped", `{}`, nats.Header{"ce-time": {"2026-01-02T03:04:05Z"}})
 	if r1.Seq != 1 || r2.Seq != 2 || r3.Seq != 3 || r1.Duplicate {
 		t.Fatalf("got seqs %d %d %d (dup %v), want 1 2 3", r1.Seq, r2.Seq, r3.Seq, r1.Duplicate)
 	}
+	checkAggregateReadOverTCP(t, nc)
+	checkCategoryRead(t, client.New(nc))
+}
 
+// appendOverTCP appends one order event by a bare request on
+// dm.append.order.<id>, with ce-type typ and the extra headers, and returns
+// the decoded reply.
+func appendOverTCP(t testing.TB, nc *nats.Conn, id, typ, body string, extra nats.Header) protocol.AppendReply {
+	t.Helper()
+	h := nats.Header{"ce-type": {typ}}
+	for k, v := range extra {
+		h[k] = v
+	}
+	resp := request(t, nc, "dm.append.order."+id, h, body)
+	var r protocol.AppendReply
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		t.Fatalf("reply %q: %v", resp.Data, err)
+	}
+	return r
+}
+
+// checkAggregateReadOverTCP reads order o-1, as TestAppendReadRoundTripOverTCP
+// appended it, by a bare request, and checks its two events' attributes and
+// data, and the wire shape of the reply.
+func checkAggregateReadOverTCP(t testing.TB, nc *nats.Conn) {
+	t.Helper()
 	resp := request(t, nc, "dm.read.order.o-1", nil, "")
 	var rr protocol.ReadReply
 	if err := json.Unmarshal(resp.Data, &rr); err != nil {
@@ -76,9 +88,13 @@ func TestAppendReadRoundTripOverTCP(t *testing.T) {
 	if raw.Events[0]["traceparent"] != "00-abc" || raw.Events[0]["seq"] != float64(1) {
 		t.Fatalf("got raw event %v, want traceparent and seq at the top level", raw.Events[0])
 	}
+}
 
-	// A category read pages through every order.
-	c := client.New(nc)
+// checkCategoryRead checks that a category read pages through the three
+// order events TestAppendReadRoundTripOverTCP appended, and that an unknown
+// aggregate reads empty.
+func checkCategoryRead(t testing.TB, c *client.Client) {
+	t.Helper()
 	page, err := c.Read("order", "", protocol.ReadRequest{Limit: 2})
 	if err != nil {
 		t.Fatal(err)

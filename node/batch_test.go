@@ -21,29 +21,7 @@ func TestBatchIsStoredWhole(t *testing.T) {
 	n := newNode(t)
 	c := newClient(t, n)
 	applyOrderContracts(t, c)
-	if _, err := c.Append("order", "o-1", "OrderPlaced", []byte(`{"customer":"c-1","total":0}`), client.AppendOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// Another aggregate's events interleave in the log; the batch stays contiguous.
-	if _, err := c.Append("order", "o-2", "OrderPlaced", []byte(`{"customer":"c-2","total":0}`), client.AppendOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := c.AppendBatch("order", "o-1", orderEvents(3, "a"), client.Expect(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Count != 3 || r.FirstSeq != 3 || r.LastSeq != 5 {
-		t.Fatalf("got %+v, want seqs 3..5 count 3", r)
-	}
-	evs := readAll(t, c, "order", "o-1")
-	if len(evs) != 4 {
-		t.Fatalf("got %d events, want 4", len(evs))
-	}
-	for i, e := range evs[1:] {
-		if e.Seq != uint64(3+i) || e.ID != fmt.Sprintf("a-%d", i) || e.Type != "ItemAdded" {
-			t.Fatalf("event %d: got %+v", i, e)
-		}
-	}
+	appendBatchAmongOthers(t, c)
 
 	t.Run("one invalid event stores nothing", func(t *testing.T) {
 		bad := orderEvents(3, "b")
@@ -115,6 +93,36 @@ func TestBatchIsStoredWhole(t *testing.T) {
 	})
 	if got := len(readAll(t, c, "order", "o-1")); got != 4 {
 		t.Fatalf("got %d events, want 4 after the refused batches", got)
+	}
+}
+
+// appendBatchAmongOthers appends o-1's first event, then one of o-2, then a
+// batch of three ItemAdded (ids a-0..a-2) to o-1 at expected version 1, and
+// checks the batch took seqs 3..5, contiguous despite o-2's event between.
+func appendBatchAmongOthers(t testing.TB, c *client.Client) {
+	t.Helper()
+	if _, err := c.Append("order", "o-1", "OrderPlaced", []byte(`{"customer":"c-1","total":0}`), client.AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Another aggregate's events interleave in the log; the batch stays contiguous.
+	if _, err := c.Append("order", "o-2", "OrderPlaced", []byte(`{"customer":"c-2","total":0}`), client.AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.AppendBatch("order", "o-1", orderEvents(3, "a"), client.Expect(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Count != 3 || r.FirstSeq != 3 || r.LastSeq != 5 {
+		t.Fatalf("got %+v, want seqs 3..5 count 3", r)
+	}
+	evs := readAll(t, c, "order", "o-1")
+	if len(evs) != 4 {
+		t.Fatalf("got %d events, want 4", len(evs))
+	}
+	for i, e := range evs[1:] {
+		if e.Seq != uint64(3+i) || e.ID != fmt.Sprintf("a-%d", i) || e.Type != "ItemAdded" {
+			t.Fatalf("event %d: got %+v", i, e)
+		}
 	}
 }
 

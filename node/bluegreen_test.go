@@ -84,129 +84,15 @@ func TestBlueGreenUpgradeUnderLoad(t *testing.T) {
 	last := fillLog(t, c, 200, 1000)
 	waitLive(t, c, "counts", last)
 
-	// The load: appends to new orders, and queries of one document through
-	// the alias, each checking which version answered.
-	ctx, stop := context.WithCancel(context.Background())
-	var (
-		wg               sync.WaitGroup
-		appends, queries atomic.Int64
-		loadErr          = make(chan error, 100)
-		sawV2            atomic.Bool
-		mixAfterPromote  atomic.Int64
-		lastAppendSeq    atomic.Uint64
-		// gen is even while no switch is under way: 0 before the promote
-		// (v1 answers), 2 after it (v2), 4 after the rollback (v1); odd
-		// while a switch is in flight.
-		gen atomic.Int64
-	)
-	wantVersion := map[int64]int{0: 1, 2: 2, 4: 1}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for i := 0; ctx.Err() == nil; i++ {
-			r, err := c.Append("order", fmt.Sprintf("live-%d", i), "OrderPlaced", []byte(`{"customer":"live","total":1}`), client.AppendOptions{})
-			if err != nil {
-				loadErr <- fmt.Errorf("append: %w", err)
-				return
-			}
-			lastAppendSeq.Store(r.Seq)
-			appends.Add(1)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			before := gen.Load()
-			r, err := c.Query("counts", projection.Query{Get: ptr("bulk-0007")})
-			if err != nil {
-				loadErr <- fmt.Errorf("query: %w", err)
-				return
-			}
-			var doc struct {
-				V     int `json:"v"`
-				Count int `json:"count"`
-			}
-			if err := json.Unmarshal(r.Doc, &doc); err != nil || doc.Count != 999 {
-				loadErr <- fmt.Errorf("query: got %s, want a whole document", r.Doc)
-				return
-			}
-			if after := gen.Load(); before == after && before%2 == 0 && doc.V != wantVersion[before] {
-				mixAfterPromote.Add(1) // no switch under way, yet the other version answered
-			}
-			if doc.V == 2 {
-				sawV2.Store(true)
-			}
-			queries.Add(1)
-		}
-	}()
-
-	// v2 rebuilds beside v1.
-	r, err := c.Apply(countsSpec(2, ", vip: data.total > 100"), false)
-	if err != nil || r.Results[0].Status != "created" {
-		t.Fatalf("apply v2: %v %+v", err, r)
-	}
-	_, err = c.Promote("counts", 2)
-	e := wantAPIError(t, err, protocol.CodeNotReady)
-	if e.Message == "" {
-		t.Fatal("not_ready without a message")
-	}
-	if st := status(t, c, "counts", 2); st.State != projection.StateBuilding || st.Active {
-		t.Logf("v2 status right after apply: %+v", st)
-	}
-	if sawV2.Load() {
-		t.Fatal("a query through the alias was answered by v2 before promotion")
-	}
-	waitLive(t, c, "counts", 0) // the active one (v1) stays live
-	checkFor(t, 5*time.Minute, 50*time.Millisecond, func() error {
-		if st := status(t, c, "counts", 2); st.State != projection.StateLive {
-			return fmt.Errorf("v2: %s %d/%d", st.State, st.Applied, st.Head)
-		}
-		return nil
-	})
-
-	gen.Add(1)
-	a, err := c.Promote("counts", 2)
-	if err != nil || a.Active != 2 || a.Previous != 1 {
-		t.Fatalf("promote: %v %+v", err, a)
-	}
-	gen.Add(1)
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if !sawV2.Load() {
-			return errors.New("no query answered by v2 yet")
-		}
-		return nil
-	})
-	// Explicit versions answer whatever the alias says.
-	if got := query(t, c, "counts", projection.Query{Get: ptr("bulk-0007"), Version: 1}); docMap(t, got.Doc)["v"] != 1.0 {
-		t.Fatalf("version 1 query answered %s", got.Doc)
-	}
-
-	gen.Add(1)
-	b, err := c.Rollback("counts")
-	if err != nil || b.Active != 1 || b.Previous != 2 {
-		t.Fatalf("rollback: %v %+v", err, b)
-	}
-	gen.Add(1)
-	rolledAt := queries.Load()
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if q := queries.Load(); q < rolledAt+10 {
-			return fmt.Errorf("only %d queries since the rollback", q-rolledAt)
-		}
-		return nil
-	})
-	stop()
-	wg.Wait()
-	close(loadErr)
-	for err := range loadErr {
-		t.Fatal(err)
-	}
-	if mixAfterPromote.Load() != 0 {
-		t.Fatalf("%d queries saw the old version after the switch returned", mixAfterPromote.Load())
-	}
-	t.Logf("during the upgrade: %d appends, %d queries, no errors", appends.Load(), queries.Load())
+	// The load runs from here until stopAndCheck, through the rebuild, the
+	// promote and the rollback.
+	load := startUpgradeLoad(c)
+	rebuildV2UnderLoad(t, c, load)
+	promoteAndRollBackUnderLoad(t, c, load)
+	load.stopAndCheck(t)
 
 	// Retire: refused for the active version; the other one's file goes.
-	_, err = c.Retire("counts", 1)
+	_, err := c.Retire("counts", 1)
 	wantAPIError(t, err, protocol.CodeConflict)
 	if _, err := c.Promote("counts", 2); err != nil {
 		t.Fatal(err)
@@ -226,13 +112,170 @@ func TestBlueGreenUpgradeUnderLoad(t *testing.T) {
 	}
 	n2 := startNode(t, cfg)
 	c2 := newClient(t, n2)
-	got, err := c2.Query("counts", projection.Query{Get: ptr("live-0"), MinSeq: lastAppendSeq.Load()})
+	got, err := c2.Query("counts", projection.Query{Get: ptr("live-0"), MinSeq: load.lastAppendSeq.Load()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v := docMap(t, got.Doc)["v"]; v != 2.0 {
 		t.Fatalf("after restart the alias answered with v%v, want v2", v)
 	}
+}
+
+// upgradeLoad is the load of TestBlueGreenUpgradeUnderLoad: appends to new
+// orders, and queries of one document through the alias, each checking
+// which version answered.
+type upgradeLoad struct {
+	stop             context.CancelFunc
+	wg               sync.WaitGroup
+	appends, queries atomic.Int64
+	loadErr          chan error
+	sawV2            atomic.Bool
+	mixAfterPromote  atomic.Int64
+	lastAppendSeq    atomic.Uint64
+	// gen is even while no switch is under way: 0 before the promote
+	// (v1 answers), 2 after it (v2), 4 after the rollback (v1); odd
+	// while a switch is in flight.
+	gen atomic.Int64
+}
+
+// upgradeWantVersion is the version that must answer through the alias at
+// each even upgradeLoad.gen.
+var upgradeWantVersion = map[int64]int{0: 1, 2: 2, 4: 1}
+
+// startUpgradeLoad starts the appending and the querying goroutine; they
+// run until stopAndCheck.
+func startUpgradeLoad(c *client.Client) *upgradeLoad {
+	ctx, stop := context.WithCancel(context.Background())
+	l := &upgradeLoad{stop: stop, loadErr: make(chan error, 100)}
+	l.wg.Add(2)
+	go func() {
+		defer l.wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			r, err := c.Append("order", fmt.Sprintf("live-%d", i), "OrderPlaced", []byte(`{"customer":"live","total":1}`), client.AppendOptions{})
+			if err != nil {
+				l.loadErr <- fmt.Errorf("append: %w", err)
+				return
+			}
+			l.lastAppendSeq.Store(r.Seq)
+			l.appends.Add(1)
+		}
+	}()
+	go func() {
+		defer l.wg.Done()
+		for ctx.Err() == nil {
+			if err := l.queryOnce(c); err != nil {
+				l.loadErr <- err
+				return
+			}
+		}
+	}()
+	return l
+}
+
+// queryOnce gets bulk-0007 through the alias and counts it as a mix if,
+// with no switch under way across the query, the other version answered.
+func (l *upgradeLoad) queryOnce(c *client.Client) error {
+	before := l.gen.Load()
+	r, err := c.Query("counts", projection.Query{Get: ptr("bulk-0007")})
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	var doc struct {
+		V     int `json:"v"`
+		Count int `json:"count"`
+	}
+	if err := json.Unmarshal(r.Doc, &doc); err != nil || doc.Count != 999 {
+		return fmt.Errorf("query: got %s, want a whole document", r.Doc)
+	}
+	if after := l.gen.Load(); before == after && before%2 == 0 && doc.V != upgradeWantVersion[before] {
+		l.mixAfterPromote.Add(1) // no switch under way, yet the other version answered
+	}
+	if doc.V == 2 {
+		l.sawV2.Store(true)
+	}
+	l.queries.Add(1)
+	return nil
+}
+
+// stopAndCheck stops the load and fails t if any request failed or saw a
+// mix of versions.
+func (l *upgradeLoad) stopAndCheck(t testing.TB) {
+	t.Helper()
+	l.stop()
+	l.wg.Wait()
+	close(l.loadErr)
+	for err := range l.loadErr {
+		t.Fatal(err)
+	}
+	if l.mixAfterPromote.Load() != 0 {
+		t.Fatalf("%d queries saw the old version after the switch returned", l.mixAfterPromote.Load())
+	}
+	t.Logf("during the upgrade: %d appends, %d queries, no errors", l.appends.Load(), l.queries.Load())
+}
+
+// rebuildV2UnderLoad applies v2 beside v1 and waits for it to be live,
+// checking that it cannot be promoted and does not answer through the
+// alias meanwhile.
+func rebuildV2UnderLoad(t testing.TB, c *client.Client, load *upgradeLoad) {
+	t.Helper()
+	r, err := c.Apply(countsSpec(2, ", vip: data.total > 100"), false)
+	if err != nil || r.Results[0].Status != "created" {
+		t.Fatalf("apply v2: %v %+v", err, r)
+	}
+	_, err = c.Promote("counts", 2)
+	e := wantAPIError(t, err, protocol.CodeNotReady)
+	if e.Message == "" {
+		t.Fatal("not_ready without a message")
+	}
+	if st := status(t, c, "counts", 2); st.State != projection.StateBuilding || st.Active {
+		t.Logf("v2 status right after apply: %+v", st)
+	}
+	if load.sawV2.Load() {
+		t.Fatal("a query through the alias was answered by v2 before promotion")
+	}
+	waitLive(t, c, "counts", 0) // the active one (v1) stays live
+	checkFor(t, 5*time.Minute, 50*time.Millisecond, func() error {
+		if st := status(t, c, "counts", 2); st.State != projection.StateLive {
+			return fmt.Errorf("v2: %s %d/%d", st.State, st.Applied, st.Head)
+		}
+		return nil
+	})
+}
+
+// promoteAndRollBackUnderLoad promotes v2 and rolls back to v1, bumping
+// load.gen around each switch so the queries know when one is in flight.
+func promoteAndRollBackUnderLoad(t testing.TB, c *client.Client, load *upgradeLoad) {
+	t.Helper()
+	load.gen.Add(1)
+	a, err := c.Promote("counts", 2)
+	if err != nil || a.Active != 2 || a.Previous != 1 {
+		t.Fatalf("promote: %v %+v", err, a)
+	}
+	load.gen.Add(1)
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !load.sawV2.Load() {
+			return errors.New("no query answered by v2 yet")
+		}
+		return nil
+	})
+	// Explicit versions answer whatever the alias says.
+	if got := query(t, c, "counts", projection.Query{Get: ptr("bulk-0007"), Version: 1}); docMap(t, got.Doc)["v"] != 1.0 {
+		t.Fatalf("version 1 query answered %s", got.Doc)
+	}
+
+	load.gen.Add(1)
+	b, err := c.Rollback("counts")
+	if err != nil || b.Active != 1 || b.Previous != 2 {
+		t.Fatalf("rollback: %v %+v", err, b)
+	}
+	load.gen.Add(1)
+	rolledAt := load.queries.Load()
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if q := load.queries.Load(); q < rolledAt+10 {
+			return fmt.Errorf("only %d queries since the rollback", q-rolledAt)
+		}
+		return nil
+	})
 }
 
 func TestUpgradeAPIErrors(t *testing.T) {

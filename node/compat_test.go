@@ -181,7 +181,7 @@ func fixtureConfig(name, dir, peer string) node.Config {
 
 // openFixtureNode starts a node whose Close the test calls itself (Cleanup closes
 // it too if the test fails first).
-func openFixtureNode(t *testing.T, cfg node.Config) (*node.Node, *nats.Conn, *client.Client) {
+func openFixtureNode(t testing.TB, cfg node.Config) (*node.Node, *nats.Conn, *client.Client) {
 	t.Helper()
 	n := startNode(t, cfg)
 	nc, err := nats.Connect(n.ClientURL())
@@ -192,7 +192,7 @@ func openFixtureNode(t *testing.T, cfg node.Config) (*node.Node, *nats.Conn, *cl
 	return n, nc, client.New(nc)
 }
 
-func mustApply(t *testing.T, c *client.Client, yaml []byte, want ...string) []protocol.ApplyResult {
+func mustApply(t testing.TB, c *client.Client, yaml []byte, want ...string) []protocol.ApplyResult {
 	t.Helper()
 	r, err := c.Apply(yaml, false)
 	if err != nil {
@@ -209,7 +209,7 @@ func mustApply(t *testing.T, c *client.Client, yaml []byte, want ...string) []pr
 // inProcessJS is a JetStream context on the node's own in-process
 // connection (the registry and links buckets are not writable by services,
 // but readable; this one reads them with the node's rights).
-func inProcessJS(t *testing.T, n *node.Node) jetstream.JetStream {
+func inProcessJS(t testing.TB, n *node.Node) jetstream.JetStream {
 	t.Helper()
 	nc, err := n.Connect(nats.Name("fixture"))
 	if err != nil {
@@ -223,7 +223,7 @@ func inProcessJS(t *testing.T, n *node.Node) jetstream.JetStream {
 	return js
 }
 
-func mustReadCategory(t *testing.T, c *client.Client, aggregate string) []protocol.Event {
+func mustReadCategory(t testing.TB, c *client.Client, aggregate string) []protocol.Event {
 	t.Helper()
 	evs, err := readCategory(c, aggregate)
 	if err != nil {
@@ -233,7 +233,7 @@ func mustReadCategory(t *testing.T, c *client.Client, aggregate string) []protoc
 }
 
 // waitVersionsAt polls until each version of name is live at applied.
-func waitVersionsAt(t *testing.T, c *client.Client, name string, applied uint64, versions ...int) {
+func waitVersionsAt(t testing.TB, c *client.Client, name string, applied uint64, versions ...int) {
 	t.Helper()
 	checkFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		r, err := c.Projections()
@@ -259,7 +259,7 @@ func waitVersionsAt(t *testing.T, c *client.Client, name string, applied uint64,
 }
 
 // dumpVersion returns every document of one version of a projection.
-func dumpVersion(t *testing.T, c *client.Client, name string, version int) map[string]json.RawMessage {
+func dumpVersion(t testing.TB, c *client.Client, name string, version int) map[string]json.RawMessage {
 	t.Helper()
 	docs := map[string]json.RawMessage{}
 	after := ""
@@ -275,13 +275,13 @@ func dumpVersion(t *testing.T, c *client.Client, name string, version int) map[s
 	}
 }
 
-func historyOf(t *testing.T, c *client.Client, name string, version int, key string) []projection.Version {
+func historyOf(t testing.TB, c *client.Client, name string, version int, key string) []projection.Version {
 	t.Helper()
 	return query(t, c, name, projection.Query{Version: version, History: ptr(key)}).History
 }
 
 // describeNode records a running node's log, projections and KV keys in fn.
-func describeNode(t *testing.T, ctx context.Context, fn *fixtureNode, c *client.Client, js jetstream.JetStream, historyKeys []string) {
+func describeNode(t testing.TB, ctx context.Context, fn *fixtureNode, c *client.Client, js jetstream.JetStream, historyKeys []string) {
 	t.Helper()
 	evs := mustReadCategory(t, c, "order")
 	fn.EventCounts = map[string]int{}
@@ -383,7 +383,7 @@ func headerNames(h nats.Header) []string {
 }
 
 // fixtureFiles lists every file of the data directories under dir.
-func fixtureFiles(t *testing.T, dir string) ([]fixtureFile, int64) {
+func fixtureFiles(t testing.TB, dir string) ([]fixtureFile, int64) {
 	t.Helper()
 	var files []fixtureFile
 	var total int64
@@ -416,7 +416,7 @@ func fixtureFiles(t *testing.T, dir string) ([]fixtureFile, int64) {
 }
 
 // copyTree copies the regular files and directories of src into dst.
-func copyTree(t *testing.T, src, dst string) {
+func copyTree(t testing.TB, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -442,7 +442,7 @@ func copyTree(t *testing.T, src, dst string) {
 }
 
 // fileHashes returns the sha256 of each of rels under dir.
-func fileHashes(t *testing.T, dir string, rels []string) map[string]string {
+func fileHashes(t testing.TB, dir string, rels []string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, rel := range rels {
@@ -465,6 +465,66 @@ func TestReopenFixture(t *testing.T) {
 	if src == "" {
 		src = filepath.Join("testdata", "fixture-v0.1.0")
 	}
+	m := loadFixtureManifest(t, src)
+	tmp := t.TempDir()
+	copyTree(t, src, tmp)
+	on, rn := m.Nodes[fixtureOwner], m.Nodes[fixtureReader]
+	ownerDir, readerDir := filepath.Join(tmp, on.Dir), filepath.Join(tmp, rn.Dir)
+	ownerDBs, readerDBs := fileHashes(t, ownerDir, fixtureDBFiles(on)), fileHashes(t, readerDir, fixtureDBFiles(rn))
+
+	owner, _, oc := openFixtureNode(t, fixtureConfig(on.Name, ownerDir, rn.Name))
+	reader, _, rc := openFixtureNode(t, fixtureConfig(rn.Name, readerDir, on.Name))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ojs, rjs := inProcessJS(t, owner), inProcessJS(t, reader)
+
+	// The projections come back at their checkpoints, live, with the same
+	// documents, and their files untouched (checked below).
+	checkProjectionsResumed(t, on, oc)
+	checkProjectionsResumed(t, rn, rc)
+	// The link recovers its checkpoint before it reaches the owner (its
+	// stored URL is the old one).
+	lk := rn.Links[0]
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if l := linkStatus(t, rc, lk.Name); l.ExportSeq != lk.CheckpointExportSeq || l.OriginSeq != lk.CheckpointOriginSeq {
+			return fmt.Errorf("link before re-apply: %+v", l)
+		}
+		return nil
+	})
+	// Everything the manifest lists reads back the same.
+	gotOwner := &fixtureNode{Name: on.Name}
+	gotReader := &fixtureNode{Name: rn.Name}
+	describeNode(t, ctx, gotOwner, oc, ojs, []string{"o-1", "o-4"})
+	describeNode(t, ctx, gotReader, rc, rjs, []string{"o-1", "o-4"})
+	compareFixtureNode(t, on, gotOwner)
+	compareFixtureNode(t, rn, gotReader)
+	checkStoredCheckpoint(t, ctx, rjs, lk)
+	// No projection file was written to: documents are deterministic
+	// (now() is the event's time), so equal documents alone would not show
+	// that nothing was folded again; a fold appends to the BuntDB file.
+	if got := fileHashes(t, ownerDir, fixtureDBFiles(on)); !reflect.DeepEqual(got, ownerDBs) {
+		t.Fatalf("owner projection files were written to on open (folded again?): %v, was %v", got, ownerDBs)
+	}
+	if got := fileHashes(t, readerDir, fixtureDBFiles(rn)); !reflect.DeepEqual(got, readerDBs) {
+		t.Fatalf("reader projection files were written to on open (folded again?): %v, was %v", got, readerDBs)
+	}
+
+	reapplyFixtureResources(t, oc, rc, owner.LeafURL(), on, rn)
+	newHead := continueAfterReopen(t, oc, rc, on, rn)
+	if err := reader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("reopened %s (generated by %s at %s): owner head %d → %d, reader imported 2 new events, nothing twice",
+		src, m.GeneratedBy.GitCommit, m.GeneratedBy.At, on.LogHead, newHead)
+}
+
+// loadFixtureManifest reads src's manifest.json and checks that src holds
+// exactly the files it lists, unchanged (nobody opened it in place).
+func loadFixtureManifest(t testing.TB, src string) fixtureManifest {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(src, "manifest.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -481,107 +541,99 @@ func TestReopenFixture(t *testing.T) {
 	if !reflect.DeepEqual(files, m.Files) {
 		t.Fatalf("the fixture's files differ from its manifest:\n got %+v\nwant %+v", files, m.Files)
 	}
-	tmp := t.TempDir()
-	copyTree(t, src, tmp)
-	on, rn := m.Nodes[fixtureOwner], m.Nodes[fixtureReader]
-	ownerDir, readerDir := filepath.Join(tmp, on.Dir), filepath.Join(tmp, rn.Dir)
-	dbFiles := func(fn *fixtureNode) []string {
-		var out []string
-		for _, p := range fn.Projections {
-			out = append(out, p.File)
-		}
-		return out
-	}
-	ownerDBs, readerDBs := fileHashes(t, ownerDir, dbFiles(on)), fileHashes(t, readerDir, dbFiles(rn))
+	return m
+}
 
-	owner, _, oc := openFixtureNode(t, fixtureConfig(on.Name, ownerDir, rn.Name))
-	reader, _, rc := openFixtureNode(t, fixtureConfig(rn.Name, readerDir, on.Name))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	ojs, rjs := inProcessJS(t, owner), inProcessJS(t, reader)
+// fixtureDBFiles lists the projection files of fn, relative to its dir.
+func fixtureDBFiles(fn *fixtureNode) []string {
+	var out []string
+	for _, p := range fn.Projections {
+		out = append(out, p.File)
+	}
+	return out
+}
 
-	// The projections come back at their checkpoints, live, with the same
-	// documents, and their files untouched (checked below).
-	for _, x := range []struct {
-		fn *fixtureNode
-		c  *client.Client
-	}{{on, oc}, {rn, rc}} {
-		for _, p := range x.fn.Projections {
-			st := status(t, x.c, p.Name, p.Version)
-			if st.Applied != p.AppliedSeq || st.Active != p.Active {
-				t.Fatalf("%s %s v%d after reopen: applied %d active %v, want %d %v", x.fn.Name, p.Name, p.Version, st.Applied, st.Active, p.AppliedSeq, p.Active)
-			}
-		}
-		for _, p := range x.fn.Projections {
-			waitVersionsAt(t, x.c, p.Name, p.AppliedSeq, p.Version)
+// checkProjectionsResumed checks that each projection version of fn is
+// back at its stored checkpoint and activity, then waits for each to be
+// live there: a rebuild would start from zero.
+func checkProjectionsResumed(t testing.TB, fn *fixtureNode, c *client.Client) {
+	t.Helper()
+	for _, p := range fn.Projections {
+		st := status(t, c, p.Name, p.Version)
+		if st.Applied != p.AppliedSeq || st.Active != p.Active {
+			t.Fatalf("%s %s v%d after reopen: applied %d active %v, want %d %v", fn.Name, p.Name, p.Version, st.Applied, st.Active, p.AppliedSeq, p.Active)
 		}
 	}
-	// The link recovers its checkpoint before it reaches the owner (its
-	// stored URL is the old one).
-	lk := rn.Links[0]
-	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		if l := linkStatus(t, rc, lk.Name); l.ExportSeq != lk.CheckpointExportSeq || l.OriginSeq != lk.CheckpointOriginSeq {
-			return fmt.Errorf("link before re-apply: %+v", l)
-		}
-		return nil
-	})
-	// Everything the manifest lists reads back the same.
-	gotOwner := &fixtureNode{Name: on.Name}
-	gotReader := &fixtureNode{Name: rn.Name}
-	describeNode(t, ctx, gotOwner, oc, ojs, []string{"o-1", "o-4"})
-	describeNode(t, ctx, gotReader, rc, rjs, []string{"o-1", "o-4"})
-	for _, pair := range [][2]*fixtureNode{{on, gotOwner}, {rn, gotReader}} {
-		want, got := pair[0], pair[1]
-		if got.LogHead != want.LogHead {
-			t.Fatalf("%s log head %d, want %d", want.Name, got.LogHead, want.LogHead)
-		}
-		if !reflect.DeepEqual(got.EventCounts, want.EventCounts) {
-			t.Fatalf("%s event counts %v, want %v", want.Name, got.EventCounts, want.EventCounts)
-		}
-		for i := range want.Events {
-			if !jsonEqual(got.Events[i], want.Events[i]) {
-				t.Fatalf("%s event %d:\n got %s\nwant %s", want.Name, i, got.Events[i], want.Events[i])
-			}
-		}
-		if !reflect.DeepEqual(got.Headers, want.Headers) {
-			t.Fatalf("%s stored headers differ:\n got %+v\nwant %+v", want.Name, got.Headers, want.Headers)
-		}
-		if !reflect.DeepEqual(got.Active, want.Active) {
-			t.Fatalf("%s active versions %v, want %v", want.Name, got.Active, want.Active)
-		}
-		for name, a := range want.Alias {
-			if !jsonEqual(got.Alias[name], a) {
-				t.Fatalf("%s alias %s: %s, want %s", want.Name, name, got.Alias[name], a)
-			}
-		}
-		if len(got.Projections) != len(want.Projections) {
-			t.Fatalf("%s projections %d, want %d", want.Name, len(got.Projections), len(want.Projections))
-		}
-		for i, wp := range want.Projections {
-			gp := got.Projections[i]
-			if gp.Name != wp.Name || gp.Version != wp.Version || gp.AppliedSeq != wp.AppliedSeq || gp.Documents != wp.Documents || gp.Active != wp.Active {
-				t.Fatalf("%s projection %s v%d: %+v", want.Name, wp.Name, wp.Version, gp)
-			}
-			if len(gp.Docs) != len(wp.Docs) {
-				t.Fatalf("%s %s v%d: %d docs, want %d", want.Name, wp.Name, wp.Version, len(gp.Docs), len(wp.Docs))
-			}
-			for k, d := range wp.Docs {
-				if !jsonEqual(gp.Docs[k], d) {
-					t.Fatalf("%s %s v%d doc %s: %s, want %s (rebuilt?)", want.Name, wp.Name, wp.Version, k, gp.Docs[k], d)
-				}
-			}
-			gh, _ := json.Marshal(gp.History)
-			wh, _ := json.Marshal(wp.History)
-			if !jsonEqual(gh, wh) {
-				t.Fatalf("%s %s v%d history:\n got %s\nwant %s", want.Name, wp.Name, wp.Version, gh, wh)
-			}
-		}
-		for bucket, keys := range want.KV {
-			if !slices.Equal(got.KV[bucket], keys) {
-				t.Fatalf("%s %s keys %v, want %v", want.Name, bucket, got.KV[bucket], keys)
-			}
+	for _, p := range fn.Projections {
+		waitVersionsAt(t, c, p.Name, p.AppliedSeq, p.Version)
+	}
+}
+
+// compareFixtureNode fails t where got, described from the reopened node,
+// differs from want, the manifest's description of it.
+func compareFixtureNode(t testing.TB, want, got *fixtureNode) {
+	t.Helper()
+	if got.LogHead != want.LogHead {
+		t.Fatalf("%s log head %d, want %d", want.Name, got.LogHead, want.LogHead)
+	}
+	if !reflect.DeepEqual(got.EventCounts, want.EventCounts) {
+		t.Fatalf("%s event counts %v, want %v", want.Name, got.EventCounts, want.EventCounts)
+	}
+	for i := range want.Events {
+		if !jsonEqual(got.Events[i], want.Events[i]) {
+			t.Fatalf("%s event %d:\n got %s\nwant %s", want.Name, i, got.Events[i], want.Events[i])
 		}
 	}
+	if !reflect.DeepEqual(got.Headers, want.Headers) {
+		t.Fatalf("%s stored headers differ:\n got %+v\nwant %+v", want.Name, got.Headers, want.Headers)
+	}
+	if !reflect.DeepEqual(got.Active, want.Active) {
+		t.Fatalf("%s active versions %v, want %v", want.Name, got.Active, want.Active)
+	}
+	for name, a := range want.Alias {
+		if !jsonEqual(got.Alias[name], a) {
+			t.Fatalf("%s alias %s: %s, want %s", want.Name, name, got.Alias[name], a)
+		}
+	}
+	if len(got.Projections) != len(want.Projections) {
+		t.Fatalf("%s projections %d, want %d", want.Name, len(got.Projections), len(want.Projections))
+	}
+	for i, wp := range want.Projections {
+		compareFixtureProjection(t, want.Name, wp, got.Projections[i])
+	}
+	for bucket, keys := range want.KV {
+		if !slices.Equal(got.KV[bucket], keys) {
+			t.Fatalf("%s %s keys %v, want %v", want.Name, bucket, got.KV[bucket], keys)
+		}
+	}
+}
+
+// compareFixtureProjection fails t where gp, read from nodeName's reopened
+// projection version, differs from wp, the manifest's.
+func compareFixtureProjection(t testing.TB, nodeName string, wp, gp fixtureProjection) {
+	t.Helper()
+	if gp.Name != wp.Name || gp.Version != wp.Version || gp.AppliedSeq != wp.AppliedSeq || gp.Documents != wp.Documents || gp.Active != wp.Active {
+		t.Fatalf("%s projection %s v%d: %+v", nodeName, wp.Name, wp.Version, gp)
+	}
+	if len(gp.Docs) != len(wp.Docs) {
+		t.Fatalf("%s %s v%d: %d docs, want %d", nodeName, wp.Name, wp.Version, len(gp.Docs), len(wp.Docs))
+	}
+	for k, d := range wp.Docs {
+		if !jsonEqual(gp.Docs[k], d) {
+			t.Fatalf("%s %s v%d doc %s: %s, want %s (rebuilt?)", nodeName, wp.Name, wp.Version, k, gp.Docs[k], d)
+		}
+	}
+	gh, _ := json.Marshal(gp.History)
+	wh, _ := json.Marshal(wp.History)
+	if !jsonEqual(gh, wh) {
+		t.Fatalf("%s %s v%d history:\n got %s\nwant %s", nodeName, wp.Name, wp.Version, gh, wh)
+	}
+}
+
+// checkStoredCheckpoint checks the link's checkpoint as stored in the
+// reader's links bucket against the manifest's.
+func checkStoredCheckpoint(t testing.TB, ctx context.Context, rjs jetstream.JetStream, lk fixtureLinkState) {
+	t.Helper()
 	e, err := func() (jetstream.KeyValueEntry, error) {
 		kv, err := rjs.KeyValue(ctx, "datamesh_links")
 		if err != nil {
@@ -592,16 +644,14 @@ func TestReopenFixture(t *testing.T) {
 	if err != nil || !jsonEqual(e.Value(), lk.Checkpoint) {
 		t.Fatalf("stored checkpoint: %v, want %s (%v)", e, lk.Checkpoint, err)
 	}
-	// No projection file was written to: documents are deterministic
-	// (now() is the event's time), so equal documents alone would not show
-	// that nothing was folded again; a fold appends to the BuntDB file.
-	if got := fileHashes(t, ownerDir, dbFiles(on)); !reflect.DeepEqual(got, ownerDBs) {
-		t.Fatalf("owner projection files were written to on open (folded again?): %v, was %v", got, ownerDBs)
-	}
-	if got := fileHashes(t, readerDir, dbFiles(rn)); !reflect.DeepEqual(got, readerDBs) {
-		t.Fatalf("reader projection files were written to on open (folded again?): %v, was %v", got, readerDBs)
-	}
+}
 
+// reapplyFixtureResources applies the fixture's resources again and checks
+// that only the link changes (its URL is ownerLeafURL now), and that the
+// link comes back at the export's head without importing anything again.
+func reapplyFixtureResources(t testing.TB, oc, rc *client.Client, ownerLeafURL string, on, rn *fixtureNode) {
+	t.Helper()
+	lk := rn.Links[0]
 	// The stored definitions are the applied ones: applying them again
 	// changes nothing.
 	mustApply(t, oc, readExample(t, "contracts.yaml"), "unchanged")
@@ -612,7 +662,7 @@ func TestReopenFixture(t *testing.T) {
 	mustApply(t, rc, readExample(t, "contracts.yaml"), "unchanged")
 	mustApply(t, rc, readExample(t, "projection-orders.yaml"), "unchanged")
 	// The link, at the owner's new leafnode URL.
-	mustApply(t, rc, fmt.Appendf(nil, fixtureLinkYAML, owner.LeafURL()), "updated")
+	mustApply(t, rc, fmt.Appendf(nil, fixtureLinkYAML, ownerLeafURL), "updated")
 	exportHead := on.Exports[0].StreamSeq
 	checkFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		l := linkStatus(t, rc, lk.Name)
@@ -627,7 +677,15 @@ func TestReopenFixture(t *testing.T) {
 	if evs := mustReadCategory(t, rc, "order"); len(evs) != len(rn.Events) {
 		t.Fatalf("reader has %d order events after the link came back, want %d", len(evs), len(rn.Events))
 	}
+}
 
+// continueAfterReopen appends two events on the reopened owner and checks
+// that the owner and the reader go on from the stored state; it returns
+// the owner's new log head.
+func continueAfterReopen(t testing.TB, oc, rc *client.Client, on, rn *fixtureNode) uint64 {
+	t.Helper()
+	lk := rn.Links[0]
+	exportHead := on.Exports[0].StreamSeq
 	// The owner goes on: expected versions see the stored aggregates, the
 	// export continues its stream, the reader imports only the new events.
 	var lastO1 uint64
@@ -640,7 +698,7 @@ func TestReopenFixture(t *testing.T) {
 			lastO1 = ev.Seq
 		}
 	}
-	_, err = oc.Append("order", "o-1", "ItemAdded", []byte(`{"sku":"late","price":1}`), client.AppendOptions{ExpectedVersion: client.Expect(lastO1 - 1)})
+	_, err := oc.Append("order", "o-1", "ItemAdded", []byte(`{"sku":"late","price":1}`), client.AppendOptions{ExpectedVersion: client.Expect(lastO1 - 1)})
 	wantAPIError(t, err, protocol.CodeVersionConflict)
 	r1, err := oc.Append("order", "o-1", "ItemAdded", []byte(`{"sku":"late","price":1}`), client.AppendOptions{ExpectedVersion: client.Expect(lastO1)})
 	if err != nil || r1.Seq != on.LogHead+1 {
@@ -675,14 +733,7 @@ func TestReopenFixture(t *testing.T) {
 	if a, err := oc.Rollback("orders"); err != nil || a.Active != 1 || a.Previous != 2 {
 		t.Fatalf("rollback after reopen: %+v, %v", a, err)
 	}
-	if err := reader.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := owner.Close(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("reopened %s (generated by %s at %s): owner head %d → %d, reader imported 2 new events, nothing twice",
-		src, m.GeneratedBy.GitCommit, m.GeneratedBy.At, on.LogHead, newHead)
+	return newHead
 }
 
 func jsonEqual(a, b []byte) bool {

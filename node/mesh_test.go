@@ -227,6 +227,37 @@ func TestMeshPeerSeesOnlyItsExports(t *testing.T) {
 	placeOrders(t, oc, 0, 5)
 	waitCategory(t, bc, "order", 5)
 
+	checkPeerReachesOnlyItsExport(t, billing)
+	if evs := readAll(t, oc, "order", "o-1"); len(evs) != 1 {
+		t.Fatalf("owner's o-1 has %d events, want 1", len(evs))
+	}
+	// Each node answers its own API: discovery on billing is billing's.
+	if cat, err := bc.Catalog(); err != nil || cat.Node != "billing" {
+		t.Fatalf("billing's discovery: %+v, %v", cat, err)
+	}
+	// A link to an export not granted to billing says why in its status.
+	apply(t, bc, linkYAML("sneaky", "orders", orders.LeafURL(), "shipping-only", ""))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		s, err := bc.Mesh()
+		if err != nil {
+			return err
+		}
+		for _, l := range s.Links {
+			if l.Name == "sneaky" && strings.Contains(l.LastError, "no export") {
+				return nil
+			}
+		}
+		return fmt.Errorf("links: %+v", s.Links)
+	})
+	checkLeafRefusesStranger(t, orders)
+}
+
+// checkPeerReachesOnlyItsExport checks, through billing's connection to
+// its peer orders, that billing can read its export of five events and
+// nothing else of the owner's: no other stream, no writes to the export,
+// no API.
+func checkPeerReachesOnlyItsExport(t testing.TB, billing *node.Node) {
+	t.Helper()
 	pc, err := billing.PeerConn("orders")
 	if err != nil {
 		t.Fatal(err)
@@ -270,29 +301,13 @@ func TestMeshPeerSeesOnlyItsExports(t *testing.T) {
 			t.Fatalf("%s answered across the link", subject)
 		}
 	}
-	if evs := readAll(t, oc, "order", "o-1"); len(evs) != 1 {
-		t.Fatalf("owner's o-1 has %d events, want 1", len(evs))
-	}
-	// Each node answers its own API: discovery on billing is billing's.
-	if cat, err := bc.Catalog(); err != nil || cat.Node != "billing" {
-		t.Fatalf("billing's discovery: %+v, %v", cat, err)
-	}
-	// A link to an export not granted to billing says why in its status.
-	apply(t, bc, linkYAML("sneaky", "orders", orders.LeafURL(), "shipping-only", ""))
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		s, err := bc.Mesh()
-		if err != nil {
-			return err
-		}
-		for _, l := range s.Links {
-			if l.Name == "sneaky" && strings.Contains(l.LastError, "no export") {
-				return nil
-			}
-		}
-		return fmt.Errorf("links: %+v", s.Links)
-	})
-	// A leafnode that does not sign in as a configured peer is refused.
-	conn, err := net.Dial("tcp", strings.TrimPrefix(orders.LeafURL(), "nats-leaf://"))
+}
+
+// checkLeafRefusesStranger checks that a leafnode that does not sign in as
+// a configured peer is refused by n's leaf port.
+func checkLeafRefusesStranger(t testing.TB, n *node.Node) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(n.LeafURL(), "nats-leaf://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -611,6 +626,17 @@ schema:
 	apply(t, bc, link)
 	placeOrders(t, oc, 0, 10) // totals 10..19: the first five break billing's contract
 	waitCategory(t, bc, "invoice", 5)
+	checkDeadLetters(t, billing, bc)
+	replayDeadLettersAfterFix(t, bc)
+	deleteAndReapplyLink(t, oc, bc, link)
+	revokeAndDeleteExport(t, oc, bc, billing)
+}
+
+// checkDeadLetters waits for the five orders that broke billing's contract
+// to be dead letters of orders-to-billing, and checks them, an unknown
+// link, and paging.
+func checkDeadLetters(t testing.TB, billing *node.Node, bc *client.Client) {
+	t.Helper()
 	var dls []protocol.DeadLetter
 	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		var err error
@@ -638,7 +664,12 @@ schema:
 	if err := json.Unmarshal(page.Data, &p); err != nil || len(p.DeadLetters) != 2 || p.DeadLetters[0].ExportSeq != 2 || p.Next != 3 {
 		t.Fatalf("a page of dead letters: %s (%v)", page.Data, err)
 	}
+}
 
+// replayDeadLettersAfterFix replays orders-to-billing's dead letters before
+// and after billing relaxes its contract to a minimum of 12.
+func replayDeadLettersAfterFix(t testing.TB, bc *client.Client) {
+	t.Helper()
 	// Replayed before a fix, a dead letter fails again; after billing
 	// relaxes its contract, those that now pass are appended once.
 	r, err := bc.Replay("orders-to-billing", 1)
@@ -666,18 +697,24 @@ schema:
 		t.Fatalf("second replay: %+v, %v", r, err)
 	}
 	checkOnce(t, waitCategory(t, bc, "invoice", 8), 8)
-	if dls, err = bc.DeadLetters("orders-to-billing"); err != nil || len(dls) != 2 {
+	if dls, err := bc.DeadLetters("orders-to-billing"); err != nil || len(dls) != 2 {
 		t.Fatalf("dead letters after replay: %+v, %v", dls, err)
 	}
 	if st, err := bc.Mesh(); err != nil || len(st.Links) != 1 || st.Links[0].DeadLetters != 2 {
 		t.Fatalf("status after replay: %+v, %v", st, err)
 	}
+}
 
+// deleteAndReapplyLink deletes the link, checks that it stops and its
+// leafnode goes, then applies it again and checks it resumes from its
+// checkpoint.
+func deleteAndReapplyLink(t testing.TB, oc, bc *client.Client, link string) {
+	t.Helper()
 	// Delete the link: it stops, its leafnode goes, a second delete is a 404.
 	if r, err := bc.Delete("link", "orders-to-billing"); err != nil || r.Kind != "Link" || r.Status != "deleted" {
 		t.Fatalf("delete link: %+v, %v", r, err)
 	}
-	_, err = bc.Delete("Link", "orders-to-billing")
+	_, err := bc.Delete("Link", "orders-to-billing")
 	wantAPIError(t, err, protocol.CodeNotFound)
 	if st, err := bc.Mesh(); err != nil || len(st.Links) != 0 {
 		t.Fatalf("links after delete: %+v, %v", st, err)
@@ -698,7 +735,12 @@ schema:
 	placeOrders(t, oc, 10, 3) // totals 20..22
 	apply(t, bc, link)
 	checkOnce(t, waitCategory(t, bc, "invoice", 11), 11)
+}
 
+// revokeAndDeleteExport revokes billing from public-orders and checks that
+// billing's copy goes, then deletes the export.
+func revokeAndDeleteExport(t testing.TB, oc, bc *client.Client, billing *node.Node) {
+	t.Helper()
 	// Revoking billing deletes its copy: its link loses the export.
 	apply(t, oc, exportYAML("public-orders", "shipping", "order", "OrderPlaced", "card_number"))
 	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {

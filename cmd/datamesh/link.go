@@ -28,6 +28,11 @@ func newLinkCmd() *cobra.Command {
 		},
 	}
 	cf.register(retry)
+	cmd.AddCommand(retry, newLinkDeadLettersCmd(), newLinkReplayCmd())
+	return cmd
+}
+
+func newLinkDeadLettersCmd() *cobra.Command {
 	var dlf clientFlags
 	deadLetters := &cobra.Command{
 		Use:   "dead-letters NAME",
@@ -53,6 +58,10 @@ func newLinkCmd() *cobra.Command {
 		},
 	}
 	dlf.register(deadLetters)
+	return deadLetters
+}
+
+func newLinkReplayCmd() *cobra.Command {
 	var rf clientFlags
 	replay := &cobra.Command{
 		Use:   "replay NAME [EXPORT_SEQ...]",
@@ -89,6 +98,5 @@ after the events imported since.`,
 		},
 	}
 	rf.register(replay)
-	cmd.AddCommand(retry, deadLetters, replay)
-	return cmd
+	return replay
 }

@@ -20,6 +20,21 @@ const meshExample = "../../deploy/examples/mesh/"
 // applied with the CLI, orders flowing to billing and shipping, and
 // invoices from billing to shipping.
 func TestMeshExample(t *testing.T) {
+	nodes := startMeshExample(t)
+	applyMeshExample(t, nodes)
+
+	mustCLI(t, nodes["orders"], "append", "order", "o-1", "OrderPlaced", `{"customer":"c-1","total":30,"email":"c1@example.com"}`)
+	mustCLI(t, nodes["orders"], "append", "order", "o-2", "OrderPlaced", `{"customer":"c-2","total":0}`)
+	mustCLI(t, nodes["orders"], "append", "order", "o-1", "OrderShipped", `{"carrier":"ups"}`)
+
+	checkMeshExampleFlow(t, nodes)
+	checkMeshExampleCLI(t, nodes)
+}
+
+// startMeshExample starts the example's three nodes from their config
+// files, on random ports, and returns them by name.
+func startMeshExample(t testing.TB) map[string]*node.Node {
+	t.Helper()
 	nodes := map[string]*node.Node{}
 	for _, name := range []string{"orders", "billing", "shipping"} {
 		cfg := node.DefaultConfig()
@@ -37,6 +52,13 @@ func TestMeshExample(t *testing.T) {
 		t.Cleanup(func() { n.Close() })
 		nodes[name] = n
 	}
+	return nodes
+}
+
+// applyMeshExample applies each node's resources with the CLI. mustCLI
+// takes a *testing.T, so this does too.
+func applyMeshExample(t *testing.T, nodes map[string]*node.Node) {
+	t.Helper()
 	// The example's links name the default leafnode ports; point them at
 	// this test's random ones.
 	ports := strings.NewReplacer(
@@ -63,11 +85,12 @@ func TestMeshExample(t *testing.T) {
 		t.Fatalf("apply on billing printed\n%s\nwant\n%s", out, want)
 	}
 	mustCLI(t, nodes["shipping"], "apply", "-f", resources("shipping-resources.yaml"))
+}
 
-	mustCLI(t, nodes["orders"], "append", "order", "o-1", "OrderPlaced", `{"customer":"c-1","total":30,"email":"c1@example.com"}`)
-	mustCLI(t, nodes["orders"], "append", "order", "o-2", "OrderPlaced", `{"customer":"c-2","total":0}`)
-	mustCLI(t, nodes["orders"], "append", "order", "o-1", "OrderShipped", `{"carrier":"ups"}`)
-
+// checkMeshExampleFlow waits for the appended orders to reach billing and
+// shipping, and for billing's invoice to reach shipping.
+func checkMeshExampleFlow(t *testing.T, nodes map[string]*node.Node) {
+	t.Helper()
 	// billing: one invoice (o-2 has nothing to pay), without the e-mail.
 	poll(t, func() error {
 		out, err := cli(t, nodes["billing"], "", "query", "invoices", "get", "o-1")
@@ -90,11 +113,17 @@ func TestMeshExample(t *testing.T) {
 		}
 		return nil
 	})
-	out = mustCLI(t, nodes["shipping"], "query", "shipments", "get", "o-2")
+	out := mustCLI(t, nodes["shipping"], "query", "shipments", "get", "o-2")
 	if !strings.Contains(out, `"status":"planned"`) {
 		t.Fatalf("shipment o-2: %s", out)
 	}
-	out = mustCLI(t, nodes["shipping"], "status")
+}
+
+// checkMeshExampleCLI runs the mesh commands the README shows on shipping:
+// status, the mesh catalog, dead letters, replay and deleting a link.
+func checkMeshExampleCLI(t *testing.T, nodes map[string]*node.Node) {
+	t.Helper()
+	out := mustCLI(t, nodes["shipping"], "status")
 	for _, want := range []string{"orders-to-shipping", "billing-to-shipping", "LINK"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status lacks %q:\n%s", want, out)
@@ -123,7 +152,7 @@ func TestMeshExample(t *testing.T) {
 }
 
 // poll retries fn until it succeeds or 30 s pass.
-func poll(t *testing.T, fn func() error) {
+func poll(t testing.TB, fn func() error) {
 	t.Helper()
 	nodetest.CheckFor(t, 30*time.Second, 20*time.Millisecond, fn)
 }

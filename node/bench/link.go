@@ -68,40 +68,67 @@ func runLink(ctx context.Context, o Options) (Result, error) {
 	if _, err := owner.c.Apply([]byte(benchContract+"---\n"+linkExport), false); err != nil {
 		return r, err
 	}
-	n, inflight := o.Sizes.Pipelined, o.Sizes.InFlight
-	appendTo := func(prefix string) func(i int) *nats.Msg {
-		return func(i int) *nats.Msg {
-			m := nats.NewMsg(protocol.SubjectAppend + ".order." + prefix + strconv.Itoa(i%1000))
-			m.Header.Set(protocol.HeaderType, "OrderPlaced")
-			m.Data = payload(i)
-			return m
-		}
+	n := o.Sizes.Pipelined
+	if err := linkCatchUp(ctx, o, owner, rec, &r); err != nil {
+		return r, err
 	}
-	// Raw: the recipient's own pipelined appends, same payloads.
-	rawTook, err := pipeline(rec.nc, n, inflight, appendTo("r-"))
+	p50, p99, err := linkLag(ctx, o, owner, rec, n)
 	if err != nil {
-		return r, fmt.Errorf("raw appends: %w", err)
+		return r, err
+	}
+	r.Note = fmt.Sprintf("catch-up of %d events through a transform (filter, type, aggregate, data); steady lag at %d events/s: p50 %.1f ms, p99 %.1f ms; raw: the recipient's own pipelined appends",
+		n, o.Sizes.LiveRate, float64(p50.Microseconds())/1000, float64(p99.Microseconds())/1000)
+	return r, nil
+}
+
+// linkAppends builds OrderPlaced append requests whose aggregate ids start
+// with prefix, so that each phase of the link scenario writes its own
+// aggregates.
+func linkAppends(prefix string) func(i int) *nats.Msg {
+	return func(i int) *nats.Msg {
+		m := nats.NewMsg(protocol.SubjectAppend + ".order." + prefix + strconv.Itoa(i%1000))
+		m.Header.Set(protocol.HeaderType, "OrderPlaced")
+		m.Data = payload(i)
+		return m
+	}
+}
+
+// linkCatchUp sets r's raw figure, value and ratio: Pipelined events are
+// appended on the owner first, so that the link, applied afterwards, has a
+// whole backlog to import.
+func linkCatchUp(ctx context.Context, o Options, owner, rec *env, r *Result) error {
+	n, inflight := o.Sizes.Pipelined, o.Sizes.InFlight
+	// Raw: the recipient's own pipelined appends, same payloads.
+	rawTook, err := pipeline(rec.nc, n, inflight, linkAppends("r-"))
+	if err != nil {
+		return fmt.Errorf("raw appends: %w", err)
 	}
 	r.Raw = float64(n) / rawTook.Seconds()
 	// The owner's log holds n events; the link then imports them all.
-	if _, err := pipeline(owner.nc, n, inflight, appendTo("o-")); err != nil {
-		return r, fmt.Errorf("owner appends: %w", err)
+	if _, err := pipeline(owner.nc, n, inflight, linkAppends("o-")); err != nil {
+		return fmt.Errorf("owner appends: %w", err)
 	}
 	if err := waitExported(ctx, owner, uint64(n)); err != nil {
-		return r, err
+		return err
 	}
 	t0 := time.Now()
 	if _, err := rec.c.Apply(fmt.Appendf(nil, linkSpec, owner.node.LeafURL()), false); err != nil {
-		return r, err
+		return err
 	}
 	if err := waitImported(ctx, rec, uint64(n)); err != nil {
-		return r, err
+		return err
 	}
 	r.Value = float64(n) / time.Since(t0).Seconds()
 	r.Ratio = r.Value / r.Raw
 	r.check(false, 0.5, r.Ratio)
+	return nil
+}
 
-	// Lag under a steady load of LiveRate events/s.
+// linkLag appends on the owner at LiveRate events/s for LiveSecs and
+// returns the p50 and p99 of the time from each send to its transformed
+// event arriving on the recipient. The first backlog events were imported
+// by the catch-up, so origin seq backlog+1 is the first event sent here.
+func linkLag(ctx context.Context, o Options, owner, rec *env, backlog int) (p50, p99 time.Duration, err error) {
 	total := max(1, int(float64(o.Sizes.LiveRate)*o.Sizes.LiveSecs))
 	sent := make([]time.Time, total)
 	lags := make([]time.Duration, 0, total)
@@ -109,7 +136,7 @@ func runLink(ctx context.Context, o Options) (Result, error) {
 	done := make(chan struct{})
 	sub, err := rec.nc.Subscribe("evt.invoice.>", func(m *nats.Msg) {
 		seq, err := strconv.ParseUint(m.Header.Get(protocol.HeaderOriginSeq), 10, 64)
-		i := int(seq) - n - 1
+		i := int(seq) - backlog - 1
 		if err != nil || i < 0 || i >= total {
 			return
 		}
@@ -121,39 +148,37 @@ func runLink(ctx context.Context, o Options) (Result, error) {
 		mu.Unlock()
 	})
 	if err != nil {
-		return r, err
+		return 0, 0, err
 	}
 	defer sub.Unsubscribe()
 	_ = sub.SetPendingLimits(-1, -1)
 	if err := rec.nc.Flush(); err != nil {
-		return r, err
+		return 0, 0, err
 	}
 	every := time.Second / time.Duration(o.Sizes.LiveRate)
 	start := time.Now()
 	for i := range total {
 		time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
-		m := appendTo("l-")(i)
+		m := linkAppends("l-")(i)
 		mu.Lock()
 		sent[i] = time.Now()
 		mu.Unlock()
 		if err := owner.nc.PublishMsg(m); err != nil { // no reply needed: the lag is measured on arrival
-			return r, err
+			return 0, 0, err
 		}
 	}
 	select {
 	case <-done:
 	case <-time.After(60 * time.Second):
-		return r, fmt.Errorf("link lag: %d of %d events arrived", len(lags), total)
+		return 0, 0, fmt.Errorf("link lag: %d of %d events arrived", len(lags), total)
 	case <-ctx.Done():
-		return r, ctx.Err()
+		return 0, 0, ctx.Err()
 	}
 	mu.Lock()
 	slices.Sort(lags)
-	p50, p99 := percentile(lags, 50), percentile(lags, 99)
+	p50, p99 = percentile(lags, 50), percentile(lags, 99)
 	mu.Unlock()
-	r.Note = fmt.Sprintf("catch-up of %d events through a transform (filter, type, aggregate, data); steady lag at %d events/s: p50 %.1f ms, p99 %.1f ms; raw: the recipient's own pipelined appends",
-		n, o.Sizes.LiveRate, float64(p50.Microseconds())/1000, float64(p99.Microseconds())/1000)
-	return r, nil
+	return p50, p99, nil
 }
 
 func waitExported(ctx context.Context, e *env, n uint64) error {
