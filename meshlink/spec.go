@@ -301,7 +301,3 @@ func sameJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
 }
-
-// validToken is schemas.ValidToken, under the name transform.go calls it
-// by; not a copy.
-var validToken = schemas.ValidToken

@@ -9,6 +9,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/datamesh/datamesh/projection/expression"
+	"github.com/datamesh/datamesh/schemas"
 )
 
 // Event is an imported event as a transformer sees it, and as it returns it.
@@ -138,7 +139,7 @@ func tokenOf(v any) (string, error) {
 	default:
 		return "", fmt.Errorf("gave %T, want a string", v)
 	}
-	if !validToken(s) {
+	if !schemas.ValidToken(s) {
 		return "", fmt.Errorf("%q is not one NATS token (no '.', '*', '>' or whitespace, not empty)", s)
 	}
 	return s, nil

@@ -35,6 +35,7 @@ type Error struct {
 	Msg  string
 }
 
+// Error returns Msg.
 func (e *Error) Error() string { return e.Msg }
 
 // Unwrap returns the kind, for errors.Is.

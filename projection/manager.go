@@ -60,7 +60,8 @@ type ManagerConfig struct {
 	// Head returns the stream's last seq, for statuses.
 	Head func(context.Context) (uint64, error)
 	// Store keeps the definitions and the active aliases.
-	Store   SpecStore
+	Store SpecStore
+	// Natives are the projections the embedding program wrote in Go.
 	Natives []Native
 	// OpTimeout bounds an auto-promote; 0 means DefaultOpTimeout.
 	OpTimeout time.Duration

@@ -97,6 +97,12 @@ func (s *memStore) PutAlias(_ context.Context, name string, a projection.Alias) 
 	return err
 }
 
+func (s *memStore) setFailAlias(fail bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failAlias = fail
+}
+
 func (s *memStore) alias(name string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -261,21 +267,16 @@ func (g gate) Fold(*projection.Event, any, map[string]any) (map[string]any, bool
 	return map[string]any{"seen": true}, false, nil
 }
 
-func nativeSpec(version int) *projection.Spec {
-	return &projection.Spec{Kind: projection.KindProjection, Name: "orders", Version: version,
+func nativeSpec(name string) *projection.Spec {
+	return &projection.Spec{Kind: projection.KindProjection, Name: name, Version: 1,
 		Source: projection.Source{Aggregates: []string{"order"}, Types: []string{"OrderPlaced"}}}
 }
 
-func TestManagerVersions(t *testing.T) {
+func TestManagerApply(t *testing.T) {
 	l := startLog(t)
-	seq := l.append(t, "o-1", "OrderPlaced", `{"customer":"c-1","total":3}`)
-	g := gate{open: make(chan struct{})}
-	var once sync.Once
-	release := func() { once.Do(func() { close(g.open) }) }
-	t.Cleanup(release) // before the manager's Close (cleanups run last first)
-	store, dir := newMemStore(), t.TempDir()
-	m := startManager(t, l.managerConfig(t, dir, store, projection.Native{Spec: nativeSpec(9), Folder: g}))
-
+	l.append(t, "o-1", "OrderPlaced", `{"customer":"c-1","total":3}`)
+	dir := t.TempDir()
+	m := startManager(t, l.managerConfig(t, dir, newMemStore()))
 	if res := apply(t, m, specVersion(t, 1, "")); res[0].Status != projection.AppliedCreated {
 		t.Fatalf("got %+v, want created", res)
 	}
@@ -296,20 +297,40 @@ func TestManagerVersions(t *testing.T) {
 		err.Error() != "projection orders version 2 appears twice" {
 		t.Fatalf("twice: got %v, want ErrInvalid", err)
 	}
+}
 
-	// v9 is held building by its folder.
-	_, err := m.Promote(context.Background(), "orders", 9)
-	want := fmt.Sprintf("projection orders v9 is building (applied 0 of %d, 0%%): only a live version can be promoted", seq)
+func TestManagerPromoteBuildingIsRefused(t *testing.T) {
+	l := startLog(t)
+	seq := l.append(t, "o-1", "OrderPlaced", `{"customer":"c-1","total":3}`)
+	g := gate{open: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(g.open) }) }
+	m := startManager(t, l.managerConfig(t, t.TempDir(), newMemStore(), projection.Native{Spec: nativeSpec("slow"), Folder: g}))
+	t.Cleanup(release) // before the manager's Close: cleanups run last first
+
+	// The native slow v1 is held building by its folder.
+	_, err := m.Promote(context.Background(), "slow", 1)
+	want := fmt.Sprintf("projection slow v1 is building (applied 0 of %d, 0%%): only a live version can be promoted", seq)
 	if !errors.Is(err, projection.ErrNotReady) || err.Error() != want {
 		t.Fatalf("promote building: got %v, want ErrNotReady %q", err, want)
 	}
-	if err := m.Retire(context.Background(), "orders", 9); !errors.Is(err, projection.ErrConflict) {
-		t.Fatalf("retire native: got %v, want ErrConflict", err)
+	if _, _, err := m.Check([]*projection.Spec{nativeSpec("slow")}); !errors.Is(err, projection.ErrConflict) ||
+		err.Error() != "projection slow version 1 is defined in Go by the program that embeds this node" {
+		t.Fatalf("apply over a native: got %v, want ErrConflict", err)
 	}
 	release()
-	waitState(t, m, "orders", 9, projection.StateLive)
+	waitState(t, m, "slow", 1, projection.StateLive)
+	if _, err := m.Promote(context.Background(), "slow", 1); err != nil {
+		t.Fatalf("promote once live: %v", err)
+	}
+}
 
-	apply(t, m, specVersion(t, 2, ""))
+func TestManagerPromoteRollbackRetire(t *testing.T) {
+	l := startLog(t)
+	l.append(t, "o-1", "OrderPlaced", `{"customer":"c-1","total":3}`)
+	store, dir := newMemStore(), t.TempDir()
+	m := startManager(t, l.managerConfig(t, dir, store))
+	apply(t, m, specVersion(t, 1, ""), specVersion(t, 2, ""))
 	waitState(t, m, "orders", 2, projection.StateLive)
 	if prev, err := m.Promote(context.Background(), "orders", 2); err != nil || prev != 1 {
 		t.Fatalf("promote: got previous %d, err %v; want 1, nil", prev, err)
@@ -324,8 +345,20 @@ func TestManagerVersions(t *testing.T) {
 	if from, to, err := m.Rollback(context.Background(), "orders"); err != nil || from != 2 || to != 1 {
 		t.Fatalf("rollback: got %d→%d, %v; want 2→1", from, to, err)
 	}
+	store.setFailAlias(true)
+	if _, err := m.Promote(context.Background(), "orders", 2); !errors.Is(err, projection.ErrUnavailable) ||
+		err.Error() != "store active version: store down" {
+		t.Fatalf("promote with the store down: got %v, want ErrUnavailable", err)
+	}
+	if got := m.Active()["orders"]; got != 1 {
+		t.Fatalf("after a failed promote: got active v%d, want v1", got)
+	}
+	store.setFailAlias(false)
 	if err := m.Retire(context.Background(), "orders", 2); err != nil {
 		t.Fatalf("retire: %v", err)
+	}
+	if specs, _ := store.Specs(context.Background()); len(specs) != 1 || specs[0].Version != 1 {
+		t.Fatalf("stored specs after retire: got %d, want v1 alone", len(specs))
 	}
 	if _, err := os.Stat(filepath.Join(dir, "projections", "orders", "v2.db")); !os.IsNotExist(err) {
 		t.Fatalf("retired file: got %v, want it gone", err)
@@ -335,11 +368,6 @@ func TestManagerVersions(t *testing.T) {
 	}
 	if _, _, err := m.Rollback(context.Background(), "nope"); !errors.Is(err, projection.ErrNotFound) || err.Error() != `no projection "nope"` {
 		t.Fatalf("rollback unknown: got %v", err)
-	}
-	store.failAlias = true
-	if _, err := m.Promote(context.Background(), "orders", 9); !errors.Is(err, projection.ErrUnavailable) ||
-		err.Error() != "store active version: store down" {
-		t.Fatalf("promote with the store down: got %v, want ErrUnavailable", err)
 	}
 }
 

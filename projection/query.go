@@ -312,88 +312,113 @@ func (s *Store) scanKeys(tx *buntdb.Tx, f *Filter, after *cursor, emit func(k, v
 	})
 }
 
-func (s *Store) scanIndex(tx *buntdb.Tx, f *Filter, after *cursor, emit func(k, v string) bool) error {
-	field := "doc." + s.indexes[f.Index].Field
-	less := buntdb.IndexJSONCaseSensitive(field)
-	eq := func(a, b string) bool { return !less(a, b) && !less(b, a) }
-	lo, loIncl, hi, hiIncl := f.Gte, true, f.Lte, true
+// indexRange is the part of a JSON index a filter selects, and the cursor
+// a page resumes after.
+type indexRange struct {
+	less           func(a, b string) bool
+	loP, hiP       string // pivots; "" is unbounded
+	loIncl, hiIncl bool
+	after          *cursor
+}
+
+func (s *Store) newIndexRange(f *Filter, after *cursor) *indexRange {
+	r := &indexRange{less: buntdb.IndexJSONCaseSensitive("doc." + s.indexes[f.Index].Field), after: after}
+	lo, hi := f.Gte, f.Lte
+	r.loIncl, r.hiIncl = true, true
 	if len(f.Gt) > 0 {
-		lo, loIncl = f.Gt, false
+		lo, r.loIncl = f.Gt, false
 	}
 	if len(f.Lt) > 0 {
-		hi, hiIncl = f.Lt, false
+		hi, r.hiIncl = f.Lt, false
 	}
 	if len(f.Eq) > 0 {
-		lo, hi, loIncl, hiIncl = f.Eq, f.Eq, true, true
+		lo, hi, r.loIncl, r.hiIncl = f.Eq, f.Eq, true, true
 	}
-	var loP, hiP string
 	if len(lo) > 0 {
-		loP = pivot(s.indexes[f.Index].Field, lo)
+		r.loP = pivot(s.indexes[f.Index].Field, lo)
 	}
 	if len(hi) > 0 {
-		hiP = pivot(s.indexes[f.Index].Field, hi)
+		r.hiP = pivot(s.indexes[f.Index].Field, hi)
 	}
-	// Documents without the field sort first in a JSON index; a bounded
-	// or cursor scan never shows them, a plain index scan does.
-	aboveLo := func(v string) bool {
-		return loP == "" || less(loP, v) || (loIncl && eq(loP, v))
+	return r
+}
+
+func (r *indexRange) eq(a, b string) bool { return !r.less(a, b) && !r.less(b, a) }
+
+// Documents without the field sort first in a JSON index; a bounded
+// or cursor scan never shows them, a plain index scan does.
+func (r *indexRange) aboveLo(v string) bool {
+	return r.loP == "" || r.less(r.loP, v) || (r.loIncl && r.eq(r.loP, v))
+}
+
+func (r *indexRange) belowHi(v string) bool {
+	return r.hiP == "" || r.less(v, r.hiP) || (r.hiIncl && r.eq(v, r.hiP))
+}
+
+// pastCursor: items equal to the cursor's record come in key order.
+func (r *indexRange) pastCursor(k, v string, desc bool) bool {
+	if r.after == nil {
+		return true
 	}
-	belowHi := func(v string) bool {
-		return hiP == "" || less(v, hiP) || (hiIncl && eq(v, hiP))
-	}
-	// pastCursor: items equal to the cursor's record come in key order.
-	pastCursor := func(k, v string, desc bool) bool {
-		if after == nil {
-			return true
-		}
-		key := k[len(docPrefix):]
-		if eq(v, after.Record) {
-			if desc {
-				return key < after.Key
-			}
-			return key > after.Key
-		}
+	key := k[len(docPrefix):]
+	if r.eq(v, r.after.Record) {
 		if desc {
-			return less(v, after.Record)
+			return key < r.after.Key
 		}
-		return less(after.Record, v)
+		return key > r.after.Key
 	}
-	if !f.Desc {
-		visit := func(k, v string) bool {
-			if !pastCursor(k, v, false) || !aboveLo(v) {
-				return true
-			}
-			if !belowHi(v) {
-				return false
-			}
-			return emit(k, v)
-		}
-		start := loP
-		if after != nil && (start == "" || less(start, after.Record)) {
-			start = after.Record
-		}
-		if start == "" {
-			return tx.Ascend(f.Index, visit)
-		}
-		return tx.AscendGreaterOrEqual(f.Index, start, visit)
+	if desc {
+		return r.less(v, r.after.Record)
 	}
+	return r.less(r.after.Record, v)
+}
+
+func (s *Store) scanIndex(tx *buntdb.Tx, f *Filter, after *cursor, emit func(k, v string) bool) error {
+	r := s.newIndexRange(f, after)
+	if f.Desc {
+		return r.descend(tx, f.Index, emit)
+	}
+	return r.ascend(tx, f.Index, emit)
+}
+
+func (r *indexRange) ascend(tx *buntdb.Tx, index string, emit func(k, v string) bool) error {
 	visit := func(k, v string) bool {
-		if !pastCursor(k, v, true) || !belowHi(v) {
+		if !r.pastCursor(k, v, false) || !r.aboveLo(v) {
 			return true
 		}
-		if !aboveLo(v) {
+		if !r.belowHi(v) {
 			return false
 		}
 		return emit(k, v)
 	}
-	start := hiP
-	if after != nil && (start == "" || less(after.Record, start)) {
-		start = after.Record
+	start := r.loP
+	if r.after != nil && (start == "" || r.less(start, r.after.Record)) {
+		start = r.after.Record
 	}
 	if start == "" {
-		return tx.Descend(f.Index, visit)
+		return tx.Ascend(index, visit)
+	}
+	return tx.AscendGreaterOrEqual(index, start, visit)
+}
+
+func (r *indexRange) descend(tx *buntdb.Tx, index string, emit func(k, v string) bool) error {
+	visit := func(k, v string) bool {
+		if !r.pastCursor(k, v, true) || !r.belowHi(v) {
+			return true
+		}
+		if !r.aboveLo(v) {
+			return false
+		}
+		return emit(k, v)
+	}
+	start := r.hiP
+	if r.after != nil && (start == "" || r.less(r.after.Record, start)) {
+		start = r.after.Record
+	}
+	if start == "" {
+		return tx.Descend(index, visit)
 	}
 	// A descending pivot counts as above every item equal to it, so items
 	// equal to start are visited too.
-	return tx.DescendLessOrEqual(f.Index, start, visit)
+	return tx.DescendLessOrEqual(index, start, visit)
 }

@@ -42,7 +42,7 @@ func (a *API) handleRetry(req micro.Request) {
 		return
 	}
 	if err := w.Retry(); err != nil {
-		replyError(req, protocol.NewError(protocol.CodeConflict, "%v", err))
+		fail(req, err)
 		return
 	}
 	ctx, cancel := opContext()

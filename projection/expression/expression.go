@@ -34,6 +34,7 @@ type FieldError struct {
 	Msg  string
 }
 
+// Error names the line, if known, and the field.
 func (e *FieldError) Error() string {
 	if e.Line > 0 {
 		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Path, e.Msg)
