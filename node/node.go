@@ -147,13 +147,11 @@ func (n *Node) start(ctx context.Context) error {
 	return n.run(ctx, "api", n.api)
 }
 
-// run starts p and records it for Close.
+// run records p for Close, then starts it: a part whose Start fails half
+// way (a server that started but never became ready) is closed too.
 func (n *Node) run(ctx context.Context, name string, p part) error {
-	if err := p.Start(ctx); err != nil {
-		return err
-	}
 	n.started = append(n.started, namedPart{name, p})
-	return nil
+	return p.Start(ctx)
 }
 
 // drainOnClose closes the node's connection after answering what is queued.

@@ -18,9 +18,6 @@ import (
 // maxPayloadFloor is nats-server's default max_payload.
 const maxPayloadFloor = 1024 * 1024
 
-// opTimeout bounds background work done for an admin change (auto-promote).
-const opTimeout = 10 * time.Second
-
 // maxPayload leaves room in one message for a whole event plus its
 // attributes, and for read replies that carry several events.
 func (c Config) maxPayload() int32 {
@@ -63,11 +60,10 @@ func (n *Node) projectionConfig() projection.ManagerConfig {
 		ChangesPrefix: protocol.SubjectChanges,
 		// One connection per worker: a rebuild's stream of messages must
 		// not queue up in front of the API's requests and replies.
-		Connect:   func() (*nats.Conn, error) { return n.srv.Connect(nats.Name("datamesh-projection")) },
-		Head:      n.events.Head,
-		Store:     n.registry,
-		Natives:   n.natives,
-		OpTimeout: opTimeout,
+		Connect: func() (*nats.Conn, error) { return n.srv.Connect(nats.Name("datamesh-projection")) },
+		Head:    n.events.Head,
+		Store:   n.registry,
+		Natives: n.natives,
 	}
 }
 
