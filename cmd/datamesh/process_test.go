@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/nodetest"
 	"github.com/datamesh/datamesh/node/protocol"
 )
 
@@ -127,21 +128,18 @@ func (p *nodeProcess) start() {
 		close(exited)
 	}(p.exited)
 
-	deadline := time.Now().Add(procDeadline)
-	for {
-		err := p.connect()
-		if err == nil {
-			return
-		}
+	var last error
+	err = nodetest.Poll(context.Background(), procDeadline, 50*time.Millisecond, func() (bool, error) {
 		select {
 		case <-p.exited:
-			p.t.Fatalf("node %s exited before it was ready: %v\n%s", p.name, p.err, p.logTail(4000))
+			return false, fmt.Errorf("exited before it was ready: %v", p.err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("node %s not ready after %v: %v\n%s", p.name, procDeadline, err, p.logTail(4000))
-		}
-		time.Sleep(50 * time.Millisecond)
+		last = p.connect()
+		return last == nil, nil
+	})
+	if err != nil {
+		p.t.Fatalf("node %s not ready after %v: %v (%v)\n%s", p.name, procDeadline, err, last, p.logTail(4000))
 	}
 }
 
@@ -229,17 +227,7 @@ func childEnv() []string {
 // fails with fn's last error.
 func waitUntil(t testing.TB, timeout time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	nodetest.CheckFor(t, timeout, 10*time.Millisecond, fn)
 }
 
 // appendOrders appends orders o-<from> to o-<from+n-1>, one at a time.
