@@ -197,7 +197,12 @@ func (n *Node) PeerConn(peer string, opts ...nats.Option) (*nats.Conn, error) {
 }
 
 // LeafURL is the leafnode URL peers link to, or "" if leaf_listen is off.
-func (n *Node) LeafURL() string { return n.srv.LeafURL() }
+func (n *Node) LeafURL() string {
+	if n.srv == nil {
+		return ""
+	}
+	return n.srv.LeafURL()
+}
 
 // ClientURL is the URL services connect to.
 func (n *Node) ClientURL() string {
