@@ -653,6 +653,10 @@ func checkDeadLetters(t testing.TB, billing *node.Node, bc *client.Client) {
 		if dl.ExportSeq != uint64(i+1) || dl.Type != "OrderPlaced" || dl.ID != fmt.Sprintf("o-%d", i) || !strings.Contains(dl.Error, "minimum") {
 			t.Fatalf("dead letter %d: %+v", i, dl)
 		}
+		// The error reads as the API's error reply would.
+		if !strings.HasPrefix(dl.Error, protocol.CodeSchemaViolation+": ") {
+			t.Fatalf("dead letter %d: error %q, want it to start with %s: ", i, dl.Error, protocol.CodeSchemaViolation)
+		}
 	}
 	_, err := bc.DeadLetters("no-such-link")
 	wantAPIError(t, err, protocol.CodeNotFound)

@@ -123,7 +123,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.run(ctx, "projections", n.projections); err != nil {
 		return err
 	}
-	n.mesh = meshlink.New(n.meshConfig(), meshlink.Deps{Log: n.events, Dialer: srv, Leafnodes: srv,
+	n.mesh = meshlink.New(n.meshConfig(), meshlink.Deps{Log: meshLog{n.events}, Dialer: srv, Leafnodes: srv,
 		Store: n.registry, Contracts: n.registry}, n.log)
 	if err := n.run(ctx, "mesh", n.mesh); err != nil {
 		return err
@@ -143,7 +143,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.api = api.New(api.Config{Node: n.cfg.Name, MaxBatch: n.cfg.MaxBatch, RequireContracts: n.cfg.RequireContracts,
 		LeafURL: srv.LeafURL(), Middleware: n.middleware},
 		api.Deps{Conn: n.nc, Log: n.events, Appender: appender, Registry: n.registry,
-			Projections: n.projections, Mesh: n.mesh, Apply: n.Apply}, n.log)
+			Projections: n.projections, Mesh: n.mesh, Apply: n.apply}, n.log)
 	return n.run(ctx, "api", n.api)
 }
 
@@ -225,11 +225,25 @@ func (n *Node) Name() string { return n.cfg.Name }
 
 // Server returns the embedded nats-server, for programs that embed the node
 // and need more than a client connection (monitoring, tests).
-func (n *Node) Server() *server.Server { return n.srv.NATS() }
+func (n *Node) Server() *server.Server {
+	if n.srv == nil {
+		return nil
+	}
+	return n.srv.NATS()
+}
 
 // Apply applies YAML or JSON resources, as dm.admin.apply does. It is the Go
 // API for programs that embed a node.
+// Its errors are *protocol.Error, as the API's replies are.
 func (n *Node) Apply(ctx context.Context, body []byte, force bool) ([]protocol.ApplyResult, error) {
+	res, err := n.apply(ctx, body, force)
+	if err != nil {
+		return nil, api.WireError(err)
+	}
+	return res, nil
+}
+
+func (n *Node) apply(ctx context.Context, body []byte, force bool) ([]protocol.ApplyResult, error) {
 	return resource.Apply(ctx, resource.Parts{Contracts: n.registry, Projections: n.projections, Mesh: n.mesh}, body, force)
 }
 

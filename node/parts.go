@@ -6,6 +6,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/datamesh/datamesh/meshlink"
+	"github.com/datamesh/datamesh/node/api"
 	"github.com/datamesh/datamesh/node/embed"
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/protocol"
@@ -70,4 +71,18 @@ func (n *Node) projectionConfig() projection.ManagerConfig {
 func (n *Node) meshConfig() meshlink.Config {
 	return meshlink.Config{Node: n.cfg.Name, Peers: sortedPeers(n.cfg), MaxEventBytes: n.cfg.MaxEventBytes,
 		Transforms: n.transforms}
+}
+
+// meshLog is the log as the mesh sees it. Its refusals read as the API's
+// error replies do ("schema_violation: data does not satisfy ..."): they
+// end up in dead letters and in a link's status, which users read beside
+// the API's errors (and read so before the split).
+type meshLog struct{ *eventlog.Log }
+
+func (l meshLog) Prepare(aggregate, id string, d *eventlog.Draft) (*nats.Msg, error) {
+	m, err := l.Log.Prepare(aggregate, id, d)
+	if err != nil {
+		return nil, api.WireError(err)
+	}
+	return m, nil
 }

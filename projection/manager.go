@@ -196,7 +196,10 @@ func (m *Manager) loadAliases(ctx context.Context, names []string) error {
 	for _, name := range names {
 		a, found, err := m.cfg.Store.Alias(ctx, name)
 		if err != nil {
-			return fmt.Errorf("load active version of projection %s: %w", name, err)
+			// As before the split: an alias that cannot be read falls back
+			// to the lowest version rather than stopping the node.
+			m.log.Warn("active version not loaded; the lowest version is active", "name", name, "error", err)
+			continue
 		}
 		if found && a.Active > 0 {
 			m.mu.Lock()

@@ -289,14 +289,15 @@ func (w *Worker) relevantBetween(ctx context.Context, from, upTo uint64) (bool, 
 		var seq uint64
 		_, err := eventlog.DirectGet(ctx, w.cfg.Conn, eventlog.API, w.cfg.Stream,
 			eventlog.GetRequest{Seq: from, NextBySubject: subj}, func(m *nats.Msg) error {
-				var err error
-				seq, err = eventlog.MsgSeq(m)
-				return err
+				seq, _ = eventlog.MsgSeq(m) // as before: unreadable, it counts as relevant
+				return nil
 			})
 		switch {
 		case errors.Is(err, eventlog.ErrNoMessage):
 			continue
-		case err != nil && requestFailed(ctx, err):
+		case err != nil && !isStatus(err):
+			// As before the split: a request that failed (no answer, a
+			// closed connection) is the projection not being up to date.
 			return false, fmt.Errorf("%w: %v", ErrNotUpToDate, err)
 		case err != nil:
 			return false, err
@@ -308,11 +309,9 @@ func (w *Worker) relevantBetween(ctx context.Context, from, upTo uint64) (bool, 
 	return false, nil
 }
 
-// requestFailed reports whether a direct get failed before the server
-// answered (the wait ran out, the connection closed), rather than with a
-// status from the server.
-func requestFailed(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining)
+// isStatus reports whether a direct get failed with a status from the
+// server, rather than before the server answered.
+func isStatus(err error) bool {
+	var se *eventlog.StatusError
+	return errors.As(err, &se)
 }

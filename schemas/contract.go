@@ -117,7 +117,7 @@ func (c *Contract) checkFields() []error {
 	for _, f := range []struct{ field, value string }{{"name", c.Name}, {"aggregate", c.Aggregate}} {
 		if f.value == "" {
 			errs = append(errs, fmt.Errorf("%s is required", f.field))
-		} else if !ValidToken(f.value) {
+		} else if !validContractName(f.value) {
 			errs = append(errs, fmt.Errorf("%s %q must be one NATS subject token (no '.', '*', '>' or whitespace)", f.field, f.value))
 		}
 	}
@@ -159,15 +159,21 @@ func (e joinedErrors) Unwrap() []error { return e }
 
 // ValidToken reports whether s can be one subject token: aggregates, ids
 // and event types are tokens of an event's subject
-// (<prefix>.<aggregate>.<id>.<type>), so none may hold '.', '*', '>',
-// white space or control characters. Every package that checks such a name
-// calls this one.
+// (<prefix>.<aggregate>.<id>.<type>), so none may be empty or hold '.',
+// '*', '>', a space, a tab or a line break. Every package that checks such
+// a name calls this one.
 func ValidToken(s string) bool {
-	if s == "" {
+	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
+}
+
+// validContractName is stricter for the names of contracts, which are
+// documentation as well: no white space or control character of any kind.
+func validContractName(s string) bool {
+	if !ValidToken(s) {
 		return false
 	}
 	for _, r := range s {
-		if r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
 			return false
 		}
 	}

@@ -50,7 +50,7 @@ func (a *API) handleAppend(req micro.Request) {
 	a.deps.Appender.Append(&eventlog.Append{Msg: m, Aggregate: agg, ID: id, Expected: expected,
 		Done: func(seq uint64, dup bool, err error) {
 			if err != nil {
-				a.respondError(reply, wireError(err))
+				a.respondError(reply, WireError(err))
 				return
 			}
 			a.respond(reply, protocol.AppendReply{Seq: seq, Duplicate: dup})
@@ -68,7 +68,7 @@ func (a *API) appendBatch(req micro.Request, agg, id string, expected *uint64) {
 	reply, count := req.Reply(), len(msgs)
 	a.deps.Log.AppendBatch(agg, id, msgs, expected, func(first, last uint64, dup bool, err error) {
 		if err != nil {
-			a.respondError(reply, wireError(err))
+			a.respondError(reply, WireError(err))
 			return
 		}
 		a.respond(reply, protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup})
@@ -102,7 +102,7 @@ func (a *API) prepareBatch(agg, id string, body []byte) ([]*nats.Msg, *protocol.
 		if e == nil {
 			var err error
 			if msgs[i], err = a.deps.Log.Prepare(agg, id, d); err != nil {
-				e = wireError(err)
+				e = WireError(err)
 			}
 		}
 		if e == nil && d.ID != "" {

@@ -41,8 +41,9 @@ var codes = []struct {
 	{resource.ErrInvalid, protocol.CodeBadRequest},
 }
 
-// wireError turns any error of the node into the error reply that says it.
-func wireError(err error) *protocol.Error {
+// WireError turns any error of the node into the error reply that says it.
+// The node uses it for the errors of its Go API too.
+func WireError(err error) *protocol.Error {
 	var we *protocol.Error
 	if errors.As(err, &we) {
 		return we

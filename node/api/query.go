@@ -177,7 +177,7 @@ func plainString(s string) bool {
 // queryError is the error reply to a failed query; not_up_to_date carries
 // the seq the projection has applied.
 func queryError(err error, w *projection.Worker) *protocol.Error {
-	e := wireError(err)
+	e := WireError(err)
 	switch {
 	case errors.Is(err, projection.ErrNotUpToDate):
 		seq := w.Applied()

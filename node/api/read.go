@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 
 	"github.com/nats-io/nats.go/micro"
@@ -40,7 +41,7 @@ func (a *API) handleRead(req micro.Request) {
 	filter := eventlog.AggregateFilter(a.deps.Log.Prefix(), agg, id)
 	reply := req.Reply()
 	a.goAnswer(func() {
-		records, next, err := a.deps.Log.Read(a.ctx, filter, rr.FromSeq, rr.Limit)
+		records, next, err := a.deps.Log.Read(context.Background(), filter, rr.FromSeq, rr.Limit)
 		if err != nil {
 			a.respondError(reply, protocol.NewError(protocol.CodeUnavailable, "read: %v", err))
 			return

@@ -212,7 +212,7 @@ func replyError(req micro.Request, e *protocol.Error) {
 }
 
 // fail answers req with err as a wire error.
-func fail(req micro.Request, err error) { replyError(req, wireError(err)) }
+func fail(req micro.Request, err error) { replyError(req, WireError(err)) }
 
 // respond answers a request from outside its handler (after an async ack).
 func (a *API) respond(reply string, v any) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -50,7 +51,7 @@ func DirectGet(ctx context.Context, nc *nats.Conn, api, stream string, req GetRe
 		if err != nil {
 			return 0, err
 		}
-		if err := getStatus(m, stream); err != nil {
+		if err := getStatus(m); err != nil {
 			return 0, err
 		}
 		return 0, each(m)
@@ -65,7 +66,7 @@ func DirectGet(ctx context.Context, nc *nats.Conn, api, stream string, req GetRe
 		return 0, err
 	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := nextMsg(ctx, sub)
 		if err != nil {
 			return 0, fmt.Errorf("direct get: %w", err)
 		}
@@ -75,7 +76,7 @@ func DirectGet(ctx context.Context, nc *nats.Conn, api, stream string, req GetRe
 			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
 			return pending, nil
 		default:
-			if err := getStatus(m, stream); errors.Is(err, ErrNoMessage) {
+			if err := getStatus(m); errors.Is(err, ErrNoMessage) {
 				return 0, nil
 			} else if err != nil {
 				return 0, err
@@ -87,15 +88,38 @@ func DirectGet(ctx context.Context, nc *nats.Conn, api, stream string, req GetRe
 	}
 }
 
+// getMsgTimeout bounds the wait for each message of a batched get whose
+// ctx has no deadline: a long page is not cut short, a silent server is.
+const getMsgTimeout = 5 * time.Second
+
+func nextMsg(ctx context.Context, sub *nats.Subscription) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); ok {
+		return sub.NextMsgWithContext(ctx)
+	}
+	if ctx.Done() == nil {
+		return sub.NextMsg(getMsgTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, getMsgTimeout)
+	defer cancel()
+	return sub.NextMsgWithContext(ctx)
+}
+
+// StatusError is a direct get the server answered with an error status.
+type StatusError struct {
+	Status, Description string
+}
+
+func (e *StatusError) Error() string { return "direct get: " + e.Status + " " + e.Description }
+
 // getStatus reads the status of a direct get's answer.
-func getStatus(m *nats.Msg, stream string) error {
+func getStatus(m *nats.Msg) error {
 	switch st := m.Header.Get("Status"); st {
 	case "":
 		return nil
 	case "404": // nothing matches from that seq
 		return ErrNoMessage
 	default:
-		return fmt.Errorf("direct get %s: %s %s", stream, st, m.Header.Get("Description"))
+		return &StatusError{Status: st, Description: m.Header.Get("Description")}
 	}
 }
 
@@ -119,8 +143,12 @@ func OriginSeqAt(ctx context.Context, nc *nats.Conn, api, stream string, seq uin
 		}
 		return nil
 	})
-	if errors.Is(err, ErrNoMessage) {
+	var se *StatusError
+	switch {
+	case errors.Is(err, ErrNoMessage):
 		return 0, fmt.Errorf("direct get %s %d: 404 Message Not Found", stream, seq)
+	case errors.As(err, &se):
+		return 0, fmt.Errorf("direct get %s %d: %s %s", stream, seq, se.Status, se.Description)
 	}
 	return v, err
 }

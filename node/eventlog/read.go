@@ -2,7 +2,6 @@ package eventlog
 
 import (
 	"context"
-	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -10,15 +9,11 @@ import (
 const (
 	// MaxReadLimit is the most events one Read returns.
 	MaxReadLimit = 10000
-	// readTimeout bounds one page of a read.
-	readTimeout = 5 * time.Second
 )
 
 // Read returns up to limit events matching filter from seq from on, with
 // one batched direct get. next is the seq to continue from, 0 at the end.
 func (l *Log) Read(ctx context.Context, filter string, from uint64, limit int) (records []Record, next uint64, err error) {
-	ctx, cancel := context.WithTimeout(ctx, readTimeout)
-	defer cancel()
 	records = []Record{}
 	req := GetRequest{Seq: from, NextBySubject: filter, Batch: limit, MaxBytes: l.cfg.ReadMaxBytes}
 	pending, err := DirectGet(ctx, l.nc, API, l.cfg.Stream, req, func(m *nats.Msg) error {

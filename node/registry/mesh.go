@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -92,7 +91,7 @@ func (r *Registry) DeleteDeadLetter(ctx context.Context, link string, exportSeq 
 func (r *Registry) DeadLetterSeqs(ctx context.Context, link string) ([]uint64, error) {
 	keys, err := listKeys(ctx, r.links, deadLetterKeys(link))
 	if err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", err)
+		return nil, err // the caller says what it listed
 	}
 	seqs := make([]uint64, 0, len(keys))
 	for _, key := range keys {

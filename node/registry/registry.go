@@ -115,7 +115,7 @@ func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]stri
 func loadAll[T any](ctx context.Context, kv jetstream.KeyValue, filter string) ([]*T, error) {
 	keys, err := listKeys(ctx, kv, filter)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", filter, err)
+		return nil, err // the caller says what it listed
 	}
 	out := make([]*T, 0, len(keys))
 	for _, key := range keys {
