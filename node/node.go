@@ -15,6 +15,7 @@ import (
 	"github.com/datamesh/datamesh/node/api"
 	"github.com/datamesh/datamesh/node/embed"
 	"github.com/datamesh/datamesh/node/eventlog"
+	"github.com/datamesh/datamesh/node/monitor"
 	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/node/registry"
 	"github.com/datamesh/datamesh/node/resource"
@@ -44,10 +45,12 @@ type Node struct {
 	projections *projection.Manager
 	mesh        *meshlink.Mesh
 	api         *api.API
+	monitor     *monitor.Monitor // nil when the HTTP port is off
 
 	// started lists the parts in the order they started; Close closes them
 	// in reverse. That order is what lets every part finish its work:
-	//   api (no new requests; those under way are answered)
+	//   monitor (HTTP port)
+	//   → api (no new requests; those under way are answered)
 	//   → committer (writes what is queued)
 	//   → mesh (links and exports stop appending and reading)
 	//   → projections (workers stop reading the log)
@@ -144,7 +147,14 @@ func (n *Node) start(ctx context.Context) error {
 		LeafURL: srv.LeafURL(), Middleware: n.middleware},
 		api.Deps{Conn: n.nc, Log: n.events, Appender: appender, Registry: n.registry,
 			Projections: n.projections, Mesh: n.mesh, Apply: n.apply}, n.log)
-	return n.run(ctx, "api", n.api)
+	if err := n.run(ctx, "api", n.api); err != nil {
+		return err
+	}
+	if n.cfg.HTTP == "" {
+		return nil
+	}
+	n.monitor = monitor.New(monitor.Config{Addr: n.cfg.HTTP, NATS: srv.NATS(), Ready: n.readiness, Metrics: n.metricsHandler()}, n.log)
+	return n.run(ctx, "monitor", n.monitor)
 }
 
 // run records p for Close, then starts it: a part whose Start fails half
@@ -212,12 +222,13 @@ func (n *Node) ClientURL() string {
 	return n.srv.ClientURL()
 }
 
-// MonitorURL is the base URL of the HTTP monitoring endpoint, or "" if disabled.
+// MonitorURL is the base URL of the HTTP port (/healthz, /readyz,
+// /metrics and nats-server's pages), or "" if it is off.
 func (n *Node) MonitorURL() string {
-	if n.srv == nil {
+	if n.monitor == nil {
 		return ""
 	}
-	return n.srv.MonitorURL()
+	return n.monitor.URL()
 }
 
 // Name is the node's name, also its JetStream domain.

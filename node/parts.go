@@ -33,7 +33,7 @@ func (c Config) serverConfig() embed.Config {
 		peers = append(peers, embed.Peer{Name: name, Secret: c.Peers[name].Secret})
 	}
 	return embed.Config{
-		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, HTTP: c.HTTP, LeafListen: c.LeafListen,
+		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, LeafListen: c.LeafListen,
 		Peers: peers, Fsync: c.Durability == DurabilityFsync, MaxPayload: c.maxPayload(), LogLevel: level,
 		Stream: c.StreamName,
 		Protected: []string{c.SubjectPrefix + ".>", protocol.SubjectChanges + ".>",

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -128,45 +127,4 @@ func structuredAttribute(d *eventlog.Draft, k string, v gjson.Result) *protocol.
 		d.Extensions[k] = s
 	}
 	return nil
-}
-
-// eventFromRecord is a stored event in CloudEvents' structured form.
-func eventFromRecord(r eventlog.Record) protocol.Event {
-	h := r.Header
-	ev := protocol.Event{
-		SpecVersion:     h.Get(protocol.HeaderSpecVersion),
-		Type:            h.Get(protocol.HeaderType),
-		ID:              h.Get(protocol.HeaderID),
-		Source:          h.Get(protocol.HeaderSource),
-		Time:            h.Get(protocol.HeaderTime),
-		DataContentType: h.Get(protocol.HeaderContentType),
-		DataSchema:      h.Get(protocol.HeaderDataSchema),
-		Aggregate:       r.Aggregate,
-		AggregateID:     r.ID,
-		Seq:             r.Seq,
-		Data:            r.Data,
-	}
-	if ev.Type == "" {
-		ev.Type = r.Type
-	}
-	if node := h.Get(protocol.HeaderOriginNode); node != "" && h.Get(protocol.HeaderLink) != "" {
-		seq, _ := strconv.ParseUint(h.Get(protocol.HeaderOriginSeq), 10, 64)
-		ev.Origin = &protocol.Origin{Node: node, Seq: seq, ID: h.Get(protocol.HeaderOriginID),
-			Link: h.Get(protocol.HeaderLink), Path: h.Get(protocol.HeaderMeshPath)}
-	}
-	for k, vs := range h {
-		lk := strings.ToLower(k)
-		if !strings.HasPrefix(lk, "ce-") || len(vs) == 0 {
-			continue
-		}
-		switch name := lk[3:]; name {
-		case "specversion", "type", "id", "source", "time", "dataschema":
-		default:
-			if ev.Extensions == nil {
-				ev.Extensions = map[string]string{}
-			}
-			ev.Extensions[name] = vs[0]
-		}
-	}
-	return ev
 }

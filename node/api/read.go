@@ -48,7 +48,7 @@ func (a *API) handleRead(req micro.Request) {
 		}
 		events := make([]protocol.Event, len(records))
 		for i, r := range records {
-			events[i] = eventFromRecord(r)
+			events[i] = protocol.EventFromRecord(r)
 		}
 		a.respond(reply, protocol.ReadReply{Events: events, NextSeq: next})
 	})

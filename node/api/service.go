@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -70,6 +71,7 @@ type API struct {
 	// lock; Close takes the write lock, so it waits for the handlers under
 	// way, and later ones answer unavailable (see gated).
 	gate      sync.RWMutex
+	serving   atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -104,8 +106,15 @@ func (a *API) Start(ctx context.Context) error {
 	}
 	// The subscriptions must be in place before Start returns, or a
 	// client's first request can find no responders.
-	return a.deps.Conn.Flush()
+	if err := a.deps.Conn.Flush(); err != nil {
+		return err
+	}
+	a.serving.Store(true)
+	return nil
 }
+
+// Serving reports whether the API takes requests: started and not closing.
+func (a *API) Serving() bool { return a.serving.Load() }
 
 type endpoint struct {
 	name, subject string
@@ -138,6 +147,7 @@ func (a *API) endpoints() []endpoint {
 // waits for them). Safe to call twice.
 func (a *API) Close() error {
 	a.closeOnce.Do(func() {
+		a.serving.Store(false)
 		if a.svc != nil {
 			// Stop only starts draining the endpoints.
 			a.closeErr = a.svc.Stop()

@@ -18,7 +18,6 @@ type Config struct {
 	Name       string
 	DataDir    string
 	Listen     string // host:port; port -1 picks a free port
-	HTTP       string // monitoring; "" disables it
 	LeafListen string // leafnode port for peers; "" disables it
 	// Peers are the configured peer nodes, sorted by name.
 	Peers []Peer
@@ -108,11 +107,6 @@ func (s *Server) options() (*server.Options, error) {
 	}
 	if err := meshAccounts(cfg, s.keys, opts); err != nil {
 		return nil, err
-	}
-	if cfg.HTTP != "" {
-		if opts.HTTPHost, opts.HTTPPort, err = SplitHostPort(cfg.HTTP); err != nil {
-			return nil, fmt.Errorf("http: %w", err)
-		}
 	}
 	if cfg.LeafListen != "" {
 		if opts.LeafNode.Host, opts.LeafNode.Port, err = SplitHostPort(cfg.LeafListen); err != nil {

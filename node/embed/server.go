@@ -225,17 +225,6 @@ func (s *Server) ClientURL() string {
 	return s.srv.ClientURL()
 }
 
-// MonitorURL is the base URL of the HTTP monitoring endpoint, or "" if disabled.
-func (s *Server) MonitorURL() string {
-	if s.srv == nil {
-		return ""
-	}
-	if a := s.srv.MonitorAddr(); a != nil {
-		return "http://" + a.String()
-	}
-	return ""
-}
-
 // LeafURL is the leafnode URL peers link to, or "" if the port is off.
 func (s *Server) LeafURL() string {
 	if s.leafPort <= 0 || s.cfg.LeafListen == "" {

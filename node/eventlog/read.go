@@ -21,7 +21,7 @@ func (l *Log) Read(ctx context.Context, filter string, from uint64, limit int) (
 		if err != nil {
 			return err
 		}
-		records = append(records, record(l.cfg.SubjectPrefix, m.Header.Get(nats.JSSubject), seq, m.Header, m.Data))
+		records = append(records, NewRecord(l.cfg.SubjectPrefix, m.Header.Get(nats.JSSubject), seq, m.Header, m.Data))
 		return nil
 	})
 	if err != nil {

@@ -129,7 +129,9 @@ type Record struct {
 // EventID is the record's ce-id.
 func (r *Record) EventID() string { return r.Header.Get(HeaderID) }
 
-func record(prefix, subject string, seq uint64, h nats.Header, data []byte) Record {
+// NewRecord reads a message of the log's stream (prefix: the log's subject
+// prefix), as a consumer or a direct get delivers it.
+func NewRecord(prefix, subject string, seq uint64, h nats.Header, data []byte) Record {
 	r := Record{Seq: seq, Subject: subject, Header: h, Data: data}
 	r.Aggregate, r.ID, r.Type, _ = ParseSubject(prefix, subject)
 	return r

@@ -1,6 +1,12 @@
 package protocol
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/datamesh/datamesh/node/eventlog"
+)
 
 // Event is a stored event in CloudEvents' structured JSON form, with the
 // extension attributes aggregate, aggregateid and seq.
@@ -82,4 +88,46 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	*e = Event(f)
 	return nil
+}
+
+// EventFromRecord is a stored event in CloudEvents' structured form, as
+// dm.read answers it and datamesh tail prints it.
+func EventFromRecord(r eventlog.Record) Event {
+	h := r.Header
+	ev := Event{
+		SpecVersion:     h.Get(HeaderSpecVersion),
+		Type:            h.Get(HeaderType),
+		ID:              h.Get(HeaderID),
+		Source:          h.Get(HeaderSource),
+		Time:            h.Get(HeaderTime),
+		DataContentType: h.Get(HeaderContentType),
+		DataSchema:      h.Get(HeaderDataSchema),
+		Aggregate:       r.Aggregate,
+		AggregateID:     r.ID,
+		Seq:             r.Seq,
+		Data:            r.Data,
+	}
+	if ev.Type == "" {
+		ev.Type = r.Type
+	}
+	if node := h.Get(HeaderOriginNode); node != "" && h.Get(HeaderLink) != "" {
+		seq, _ := strconv.ParseUint(h.Get(HeaderOriginSeq), 10, 64)
+		ev.Origin = &Origin{Node: node, Seq: seq, ID: h.Get(HeaderOriginID),
+			Link: h.Get(HeaderLink), Path: h.Get(HeaderMeshPath)}
+	}
+	for k, vs := range h {
+		lk := strings.ToLower(k)
+		if !strings.HasPrefix(lk, "ce-") || len(vs) == 0 {
+			continue
+		}
+		switch name := lk[3:]; name {
+		case "specversion", "type", "id", "source", "time", "dataschema":
+		default:
+			if ev.Extensions == nil {
+				ev.Extensions = map[string]string{}
+			}
+			ev.Extensions[name] = vs[0]
+		}
+	}
+	return ev
 }
