@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"sort"
@@ -32,6 +33,9 @@ const (
 
 	DurabilityOS    = "os"
 	DurabilityFsync = "fsync"
+
+	LogFormatText = "text"
+	LogFormatJSON = "json"
 )
 
 // Config is everything a node needs to start. Build it with DefaultConfig,
@@ -63,6 +67,10 @@ type Config struct {
 	DedupWindow Duration `json:"dedup_window"`
 	// LogLevel is trace, debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+	// LogFormat is text (the default) or json: one JSON object per line,
+	// with the component and the projection, link or export it concerns
+	// as fields.
+	LogFormat string `json:"log_format"`
 	// Durability is os (JetStream's default: an acknowledged event survives a
 	// process crash, and reaches the disk within 2 minutes) or fsync (every
 	// write is fsynced before it is acknowledged: it survives a power loss).
@@ -116,6 +124,7 @@ func DefaultConfig() Config {
 		MaxBatch:      DefaultMaxBatch,
 		DedupWindow:   Duration(DefaultDedupWindow),
 		LogLevel:      "info",
+		LogFormat:     LogFormatText,
 		Durability:    DurabilityFsync,
 		SubjectPrefix: DefaultSubjectPrefix,
 		StreamName:    DefaultStreamName,
@@ -193,6 +202,9 @@ func (c Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
+	if c.LogFormat != "" && c.LogFormat != LogFormatText && c.LogFormat != LogFormatJSON {
+		errs = append(errs, fmt.Errorf("log_format %q: want %s or %s", c.LogFormat, LogFormatText, LogFormatJSON))
+	}
 	if c.SubjectPrefix == "" || strings.ContainsAny(c.SubjectPrefix, ".*> \t") {
 		errs = append(errs, fmt.Errorf("subject prefix %q: must be one NATS token", c.SubjectPrefix))
 	}
@@ -200,6 +212,18 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("stream name is required"))
 	}
 	return errors.Join(errs...)
+}
+
+// NewLogger is the root logger of a node with cfg's level and format,
+// writing to out; each part names itself below it.
+func NewLogger(cfg Config, out io.Writer) hclog.Logger {
+	level, _ := parseLevel(cfg.LogLevel)
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "datamesh",
+		Level:      level,
+		Output:     out,
+		JSONFormat: cfg.LogFormat == LogFormatJSON,
+	})
 }
 
 func parseLevel(s string) (hclog.Level, error) {

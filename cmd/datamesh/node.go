@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -28,6 +27,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.cfg.RequireContracts, "require-contracts", d.RequireContracts, "refuse event types that have no contract")
 	fs.IntVar(&f.cfg.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest event data accepted")
 	fs.StringVar(&f.cfg.LogLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error")
+	fs.StringVar(&f.cfg.LogFormat, "log-format", d.LogFormat, "text or json (one object per line)")
 	fs.StringVar(&f.cfg.Durability, "durability", d.Durability, "os (survives a process crash) or fsync (survives a power loss)")
 }
 
@@ -49,6 +49,7 @@ func (f *nodeFlags) Config(fs *pflag.FlagSet) (node.Config, error) {
 		"require-contracts": func() { cfg.RequireContracts = f.cfg.RequireContracts },
 		"max-event-bytes":   func() { cfg.MaxEventBytes = f.cfg.MaxEventBytes },
 		"log-level":         func() { cfg.LogLevel = f.cfg.LogLevel },
+		"log-format":        func() { cfg.LogFormat = f.cfg.LogFormat },
 		"durability":        func() { cfg.Durability = f.cfg.Durability },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
@@ -78,11 +79,7 @@ func newNodeCmd() *cobra.Command {
 }
 
 func runNode(cmd *cobra.Command, cfg node.Config, logOut io.Writer) error {
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:   "datamesh",
-		Level:  hclog.LevelFromString(cfg.LogLevel),
-		Output: logOut,
-	})
+	logger := node.NewLogger(cfg, logOut)
 	n, err := node.New(cfg, logger)
 	if err != nil {
 		return err

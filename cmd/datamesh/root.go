@@ -39,6 +39,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newLinkCmd(),
 		newDeleteCmd(),
 		newBenchCmd(),
+		newTailCmd(),
 	)
 	return root
 }
