@@ -15,6 +15,7 @@ import (
 	"github.com/datamesh/datamesh/node/api"
 	"github.com/datamesh/datamesh/node/embed"
 	"github.com/datamesh/datamesh/node/eventlog"
+	"github.com/datamesh/datamesh/node/metrics"
 	"github.com/datamesh/datamesh/node/monitor"
 	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/node/registry"
@@ -46,6 +47,7 @@ type Node struct {
 	mesh        *meshlink.Mesh
 	api         *api.API
 	monitor     *monitor.Monitor // nil when the HTTP port is off
+	metrics     *metrics.Metrics // nil when the HTTP port is off
 
 	// started lists the parts in the order they started; Close closes them
 	// in reverse. That order is what lets every part finish its work:
@@ -131,13 +133,14 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.run(ctx, "mesh", n.mesh); err != nil {
 		return err
 	}
+	n.newMetrics()
 	var appender eventlog.Appender = n.events
 	if n.cfg.Durability == DurabilityFsync {
 		// Group commit shares one fsync among the appends that wait for it.
 		// In os mode there is no fsync to share, and atomic batches (staged
 		// in a file of their own before the commit) are slower than
 		// pipelined single publishes: measured 22.7k vs 38k events/s.
-		n.committer = eventlog.NewCommitter(n.events, n.log)
+		n.committer = eventlog.NewCommitter(n.events, eventlog.CommitterConfig{OnGroup: n.groupObserver()}, n.log)
 		if err := n.run(ctx, "committer", n.committer); err != nil {
 			return err
 		}
@@ -146,7 +149,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.api = api.New(api.Config{Node: n.cfg.Name, MaxBatch: n.cfg.MaxBatch, RequireContracts: n.cfg.RequireContracts,
 		LeafURL: srv.LeafURL(), Middleware: n.middleware},
 		api.Deps{Conn: n.nc, Log: n.events, Appender: appender, Registry: n.registry,
-			Projections: n.projections, Mesh: n.mesh, Apply: n.apply}, n.log)
+			Projections: n.projections, Mesh: n.mesh, Apply: n.apply, Observer: n.apiObserver()}, n.log)
 	if err := n.run(ctx, "api", n.api); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"net/http"
 
 	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/node/monitor"
@@ -38,6 +37,3 @@ func (n *Node) readiness(ctx context.Context) monitor.Readiness {
 	}
 	return monitor.Readiness{Ready: len(not) == 0, NotReady: not}
 }
-
-// metricsHandler serves /metrics; nil until metrics are built.
-func (n *Node) metricsHandler() http.Handler { return nil }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -18,61 +19,81 @@ import (
 // the JetStream ack is awaited off the handler (the log or its committer
 // calls back), so appends pipeline.
 func (a *API) handleAppend(req micro.Request) {
+	start := a.now()
+	if e := a.append(req, start); e != nil {
+		replyError(req, e)
+		a.observeAppend(start, e.Code, 0)
+	}
+}
+
+// append checks an append and hands it to the appender, whose callback
+// answers; an error is the answer when the append went no further.
+func (a *API) append(req micro.Request, start time.Time) *protocol.Error {
 	agg, id, e := splitTarget(req.Subject(), protocol.SubjectAppend)
 	if e == nil && id == "" {
 		e = protocol.NewError(protocol.CodeBadRequest, "subject %q: want %s.<aggregate>.<id>", req.Subject(), protocol.SubjectAppend)
 	}
 	if e != nil {
-		replyError(req, e)
-		return
+		return e
 	}
 	h := nats.Header(req.Headers())
 	expected, e := parseExpectedVersion(h)
 	if e != nil {
-		replyError(req, e)
-		return
+		return e
 	}
 	if ct := headerValue(h, protocol.HeaderContentType); strings.HasPrefix(strings.ToLower(ct), protocol.ContentTypeBatch) {
-		a.appendBatch(req, agg, id, expected)
-		return
+		return a.appendBatch(req, agg, id, expected, start)
 	}
 	d, e := fromHeaders(h, req.Data())
 	if e != nil {
-		replyError(req, e)
-		return
+		return e
 	}
 	m, err := a.deps.Log.Prepare(agg, id, d)
 	if err != nil {
-		fail(req, err)
-		return
+		return WireError(err)
 	}
 	reply := req.Reply()
 	a.deps.Appender.Append(&eventlog.Append{Msg: m, Aggregate: agg, ID: id, Expected: expected,
 		Done: func(seq uint64, dup bool, err error) {
 			if err != nil {
-				a.respondError(reply, WireError(err))
+				e := WireError(err)
+				a.respondError(reply, e)
+				a.observeAppend(start, e.Code, 0)
 				return
 			}
 			a.respond(reply, protocol.AppendReply{Seq: seq, Duplicate: dup})
+			if dup {
+				a.observeAppend(start, OutcomeDeduplicated, 0)
+			} else {
+				a.observeAppend(start, OutcomeStored, 1)
+			}
 		}})
+	return nil
 }
 
 // appendBatch stores a JSON array of structured CloudEvents as one
 // JetStream atomic batch: all events or none.
-func (a *API) appendBatch(req micro.Request, agg, id string, expected *uint64) {
+func (a *API) appendBatch(req micro.Request, agg, id string, expected *uint64, start time.Time) *protocol.Error {
 	msgs, e := a.prepareBatch(agg, id, req.Data())
 	if e != nil {
-		replyError(req, e)
-		return
+		return e
 	}
 	reply, count := req.Reply(), len(msgs)
 	a.deps.Log.AppendBatch(agg, id, msgs, expected, func(first, last uint64, dup bool, err error) {
 		if err != nil {
-			a.respondError(reply, WireError(err))
+			e := WireError(err)
+			a.respondError(reply, e)
+			a.observeAppend(start, e.Code, 0)
 			return
 		}
 		a.respond(reply, protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup})
+		if dup {
+			a.observeAppend(start, OutcomeDeduplicated, 0)
+		} else {
+			a.observeAppend(start, OutcomeStored, count)
+		}
 	})
+	return nil
 }
 
 // prepareBatch reads and checks every event of a batch body; an error names

@@ -24,34 +24,46 @@ const (
 // handleQuery serves dm.query.<projection>[.v<version>]. A query that must
 // wait for its min_seq runs off the handler: it must not hold up the others.
 func (a *API) handleQuery(req micro.Request) {
+	start := a.now()
+	if name, e := a.query(req, start); e != nil {
+		replyError(req, e)
+		a.observeQuery(start, name, e.Code, false)
+	}
+}
+
+// query answers a query in the handler, or hands it to a goroutine that
+// waits for its min_seq and answers. An error is the answer when the query
+// went no further; name is then the projection's name if it exists.
+func (a *API) query(req micro.Request, start time.Time) (name string, e *protocol.Error) {
 	name, q, e := decodeQuery(req.Subject(), req.Data())
 	if e != nil {
-		replyError(req, e)
-		return
+		return "", e
 	}
 	w, _, err := a.deps.Projections.Worker(name, q.Version)
 	if err != nil {
-		fail(req, err)
-		return
+		if errors.Is(err, projection.ErrNotFound) {
+			name = ""
+		}
+		return name, WireError(err)
 	}
 	if err := q.Check(w.Spec()); err != nil {
-		replyError(req, queryError(err, w))
-		return
+		return name, queryError(err, w)
 	}
 	if q.MinSeq == 0 || q.MinSeq <= w.Applied() {
 		// Nothing to wait for: answer in the handler, without a goroutine.
 		res, err := w.Query(context.Background(), &q)
 		if err != nil {
-			replyError(req, queryError(err, w))
-			return
+			return name, queryError(err, w)
 		}
 		b, err := encodeResult(res)
 		if err != nil {
-			replyError(req, protocol.NewError(protocol.CodeInternal, "encode answer: %v", err))
-			return
+			return name, protocol.NewError(protocol.CodeInternal, "encode answer: %v", err)
 		}
-		respondBytes(req, b)
-		return
+		if err := req.Respond(b); err != nil {
+			return name, replyFailed(err)
+		}
+		a.observeQuery(start, name, OutcomeOK, false)
+		return name, nil
 	}
 	wait := q.TimeoutMS
 	if wait == 0 {
@@ -64,11 +76,15 @@ func (a *API) handleQuery(req micro.Request) {
 		defer cancel()
 		res, err := w.Query(ctx, &q)
 		if err != nil {
-			a.respondError(reply, queryError(err, w))
+			e := queryError(err, w)
+			a.respondError(reply, e)
+			a.observeQuery(start, name, e.Code, true)
 			return
 		}
 		a.respond(reply, res)
+		a.observeQuery(start, name, OutcomeOK, true)
 	})
+	return name, nil
 }
 
 // decodeQuery reads the projection's name and the query from a request.

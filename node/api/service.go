@@ -52,6 +52,9 @@ type Deps struct {
 	Mesh        *meshlink.Mesh
 	// Apply applies a request's resources, all or none.
 	Apply func(ctx context.Context, body []byte, force bool) ([]protocol.ApplyResult, error)
+	// Observer is told of appends and queries (the node's metrics); nil:
+	// nothing is.
+	Observer Observer
 }
 
 // API is the node's micro service.

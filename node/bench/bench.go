@@ -90,7 +90,9 @@ func startEnv(ctx context.Context, o Options, durability string) (*env, error) {
 	cfg.Name = "bench"
 	cfg.DataDir = dir
 	cfg.Listen = "127.0.0.1:-1"
-	cfg.HTTP = ""
+	// The HTTP port on, as deployed: the appends and queries measured
+	// update the node's metrics (which are off without it).
+	cfg.HTTP = "127.0.0.1:-1"
 	cfg.LeafListen = ""
 	cfg.Durability = durability
 	return startEnvAt(ctx, o, cfg)

@@ -23,6 +23,7 @@ const pendingAppends = 4096
 // One write is under way at a time, which keeps appends in arrival order.
 type Committer struct {
 	l   *Log
+	cfg CommitterConfig
 	log hclog.Logger
 	in  chan *Append
 
@@ -31,9 +32,18 @@ type Committer struct {
 	wg     sync.WaitGroup
 }
 
+// CommitterConfig is what a Committer reports to its owner.
+type CommitterConfig struct {
+	// OnGroup, if set, is told the number of appends of each write (1 for
+	// an append written alone) before the write. It runs on the
+	// committer's goroutine, so it must not block: the node's metrics
+	// count it.
+	OnGroup func(appends int)
+}
+
 // NewCommitter returns a committer that writes to l once started.
-func NewCommitter(l *Log, logger hclog.Logger) *Committer {
-	return &Committer{l: l, log: logger.Named("committer"), in: make(chan *Append, pendingAppends)}
+func NewCommitter(l *Log, cfg CommitterConfig, logger hclog.Logger) *Committer {
+	return &Committer{l: l, cfg: cfg, log: logger.Named("committer"), in: make(chan *Append, pendingAppends)}
 }
 
 // Start runs the committer until Close. It writes what is queued before it
@@ -85,6 +95,9 @@ func (g *Committer) run() {
 			}
 		}
 		group, carry = g.gather(append(group[:0], first))
+		if g.cfg.OnGroup != nil {
+			g.cfg.OnGroup(len(group))
+		}
 		if len(group) == 1 {
 			g.writeOne(group[0])
 		} else {

@@ -283,9 +283,18 @@ func (l *Log) setExpectedVersion(m *nats.Msg, aggregate, id string, v uint64) {
 
 // Head is the log's last seq.
 func (l *Log) Head(ctx context.Context) (uint64, error) {
-	info, err := l.stream.Info(ctx)
+	st, err := l.State(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return info.State.LastSeq, nil
+	return st.LastSeq, nil
+}
+
+// State is the stream's state now: messages, bytes, first and last seq.
+func (l *Log) State(ctx context.Context) (jetstream.StreamState, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return jetstream.StreamState{}, err
+	}
+	return info.State, nil
 }
