@@ -28,6 +28,10 @@ const (
 func exportAccount(peer string) string { return exportAccountPrefix + peer }
 func peerAccount(peer string) string   { return peerAccountPrefix + peer }
 
+// ExportAccount is the name of the account that holds the export streams
+// granted to peer (a backup names the accounts its streams come from).
+func ExportAccount(peer string) string { return exportAccount(peer) }
+
 // meshAccounts adds each peer's accounts and users to opts.
 func meshAccounts(cfg Config, k *keys, opts *server.Options) error {
 	if len(cfg.Peers) == 0 {

@@ -15,9 +15,13 @@ import (
 // names its permissions protect.
 type Config struct {
 	// Name is the server's name and the JetStream domain.
-	Name       string
-	DataDir    string
-	Listen     string // host:port; port -1 picks a free port
+	Name    string
+	DataDir string
+	Listen  string // host:port; port -1 picks a free port
+	// NoListen opens no port at all (Listen and LeafListen are ignored):
+	// only in-process connections reach the server. Restoring a backup
+	// runs such a server on the new data directory.
+	NoListen   bool
 	LeafListen string // leafnode port for peers; "" disables it
 	// Peers are the configured peer nodes, sorted by name.
 	Peers []Peer
@@ -84,9 +88,12 @@ const serviceUser = "service"
 // log or the registry behind the node's back, or serve the node's API.
 func (s *Server) options() (*server.Options, error) {
 	cfg := s.cfg
-	host, port, err := SplitHostPort(cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+	host, port := "", 0
+	if !cfg.NoListen {
+		var err error
+		if host, port, err = SplitHostPort(cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
 	}
 	opts := &server.Options{
 		ServerName:      cfg.Name,
@@ -95,6 +102,7 @@ func (s *Server) options() (*server.Options, error) {
 		JetStream:       true,
 		JetStreamDomain: cfg.Name,
 		StoreDir:        cfg.DataDir,
+		DontListen:      cfg.NoListen,
 		NoSigs:          true,
 		MaxPayload:      cfg.MaxPayload,
 		NoAuthUser:      serviceUser,
@@ -108,7 +116,8 @@ func (s *Server) options() (*server.Options, error) {
 	if err := meshAccounts(cfg, s.keys, opts); err != nil {
 		return nil, err
 	}
-	if cfg.LeafListen != "" {
+	if cfg.LeafListen != "" && !cfg.NoListen {
+		var err error
 		if opts.LeafNode.Host, opts.LeafNode.Port, err = SplitHostPort(cfg.LeafListen); err != nil {
 			return nil, fmt.Errorf("leaf_listen: %w", err)
 		}
