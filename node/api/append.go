@@ -21,8 +21,10 @@ import (
 func (a *API) handleAppend(req micro.Request) {
 	start := a.now()
 	if e := a.append(req, start); e != nil {
-		replyError(req, e)
+		// Counted before the reply, so a client that reads the metrics
+		// after its answer sees its append in them.
 		a.observeAppend(start, e.Code, 0)
+		replyError(req, e)
 	}
 }
 
@@ -57,16 +59,16 @@ func (a *API) append(req micro.Request, start time.Time) *protocol.Error {
 		Done: func(seq uint64, dup bool, err error) {
 			if err != nil {
 				e := WireError(err)
-				a.respondError(reply, e)
 				a.observeAppend(start, e.Code, 0)
+				a.respondError(reply, e)
 				return
 			}
-			a.respond(reply, protocol.AppendReply{Seq: seq, Duplicate: dup})
 			if dup {
 				a.observeAppend(start, OutcomeDeduplicated, 0)
 			} else {
 				a.observeAppend(start, OutcomeStored, 1)
 			}
+			a.respond(reply, protocol.AppendReply{Seq: seq, Duplicate: dup})
 		}})
 	return nil
 }
@@ -82,16 +84,16 @@ func (a *API) appendBatch(req micro.Request, agg, id string, expected *uint64, s
 	a.deps.Log.AppendBatch(agg, id, msgs, expected, func(first, last uint64, dup bool, err error) {
 		if err != nil {
 			e := WireError(err)
-			a.respondError(reply, e)
 			a.observeAppend(start, e.Code, 0)
+			a.respondError(reply, e)
 			return
 		}
-		a.respond(reply, protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup})
 		if dup {
 			a.observeAppend(start, OutcomeDeduplicated, 0)
 		} else {
 			a.observeAppend(start, OutcomeStored, count)
 		}
+		a.respond(reply, protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup})
 	})
 	return nil
 }

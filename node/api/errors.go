@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/datamesh/datamesh/meshlink"
+	"github.com/datamesh/datamesh/node/backup"
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/node/registry"
@@ -39,6 +40,9 @@ var codes = []struct {
 	{meshlink.ErrInvalid, protocol.CodeBadRequest},
 	{meshlink.ErrUnavailable, protocol.CodeUnavailable},
 	{resource.ErrInvalid, protocol.CodeBadRequest},
+	{backup.ErrBusy, protocol.CodeConflict},
+	{backup.ErrInvalid, protocol.CodeBadRequest},
+	{backup.ErrUnavailable, protocol.CodeUnavailable},
 }
 
 // WireError turns any error of the node into the error reply that says it.

@@ -24,7 +24,8 @@ type Observer interface {
 	// Append: outcome is OutcomeStored, OutcomeDeduplicated or the error
 	// code of the reply; events is the number of events stored (a batch's
 	// count; 0 unless stored); d runs from the request's arrival to its
-	// reply.
+	// answer, told just before the reply is sent (so a client that reads
+	// the metrics after its reply finds its request counted).
 	Append(outcome string, events int, d time.Duration)
 	// Query: projection is the projection's name, "" when the request
 	// named none that exists (clients cannot make up label values);

@@ -26,8 +26,10 @@ const (
 func (a *API) handleQuery(req micro.Request) {
 	start := a.now()
 	if name, e := a.query(req, start); e != nil {
-		replyError(req, e)
+		// Counted before the reply, so a client that reads the metrics
+		// after its answer sees its query in them.
 		a.observeQuery(start, name, e.Code, false)
+		replyError(req, e)
 	}
 }
 
@@ -59,10 +61,8 @@ func (a *API) query(req micro.Request, start time.Time) (name string, e *protoco
 		if err != nil {
 			return name, protocol.NewError(protocol.CodeInternal, "encode answer: %v", err)
 		}
-		if err := req.Respond(b); err != nil {
-			return name, replyFailed(err)
-		}
 		a.observeQuery(start, name, OutcomeOK, false)
+		respondBytes(req, b)
 		return name, nil
 	}
 	wait := q.TimeoutMS
@@ -77,12 +77,12 @@ func (a *API) query(req micro.Request, start time.Time) (name string, e *protoco
 		res, err := w.Query(ctx, &q)
 		if err != nil {
 			e := queryError(err, w)
-			a.respondError(reply, e)
 			a.observeQuery(start, name, e.Code, true)
+			a.respondError(reply, e)
 			return
 		}
-		a.respond(reply, res)
 		a.observeQuery(start, name, OutcomeOK, true)
+		a.respond(reply, res)
 	})
 	return name, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/datamesh/datamesh/meshlink"
+	"github.com/datamesh/datamesh/node/backup"
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/node/registry"
@@ -55,6 +56,8 @@ type Deps struct {
 	// Observer is told of appends and queries (the node's metrics); nil:
 	// nothing is.
 	Observer Observer
+	// Backup takes the backups dm.admin.backup streams.
+	Backup *backup.Runner
 }
 
 // API is the node's micro service.
@@ -141,6 +144,7 @@ func (a *API) endpoints() []endpoint {
 		{"dead-letters", protocol.SubjectDeadLetters, a.handleDeadLetters},
 		{"replay", protocol.SubjectReplay, a.handleReplay},
 		{"delete", protocol.SubjectDelete, a.handleDelete},
+		{"backup", protocol.SubjectBackup, a.handleBackup},
 	}
 }
 
