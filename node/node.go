@@ -13,6 +13,7 @@ import (
 
 	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/node/api"
+	"github.com/datamesh/datamesh/node/backup"
 	"github.com/datamesh/datamesh/node/embed"
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/metrics"
@@ -45,6 +46,7 @@ type Node struct {
 	registry    *registry.Registry
 	projections *projection.Manager
 	mesh        *meshlink.Mesh
+	backups     *backup.Runner
 	api         *api.API
 	monitor     *monitor.Monitor // nil when the HTTP port is off
 	metrics     *metrics.Metrics // nil when the HTTP port is off
@@ -133,6 +135,10 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.run(ctx, "mesh", n.mesh); err != nil {
 		return err
 	}
+	n.backups = backup.New(n.cfg.backupConfig(), srv, n.log)
+	if err := n.run(ctx, "backup", n.backups); err != nil {
+		return err
+	}
 	n.newMetrics()
 	var appender eventlog.Appender = n.events
 	if n.cfg.Durability == DurabilityFsync {
@@ -149,7 +155,8 @@ func (n *Node) start(ctx context.Context) error {
 	n.api = api.New(api.Config{Node: n.cfg.Name, MaxBatch: n.cfg.MaxBatch, RequireContracts: n.cfg.RequireContracts,
 		LeafURL: srv.LeafURL(), Middleware: n.middleware},
 		api.Deps{Conn: n.nc, Log: n.events, Appender: appender, Registry: n.registry,
-			Projections: n.projections, Mesh: n.mesh, Apply: n.apply, Observer: n.apiObserver()}, n.log)
+			Projections: n.projections, Mesh: n.mesh, Apply: n.apply, Observer: n.apiObserver(),
+			Backup: n.backups}, n.log)
 	if err := n.run(ctx, "api", n.api); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/node/api"
+	"github.com/datamesh/datamesh/node/backup"
 	"github.com/datamesh/datamesh/node/embed"
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/protocol"
@@ -43,6 +44,12 @@ func (c Config) serverConfig() embed.Config {
 			protocol.SubjectAdmin + ".>", protocol.SubjectDiscovery},
 		ExportSubjects: meshlink.ExportSubjectPrefix + ".>",
 	}
+}
+
+func (c Config) backupConfig() backup.Config {
+	// Links' checkpoints first, then the registry: see backup.Runner.
+	return backup.Config{Node: c.Name, Version: protocol.Version, Log: c.StreamName,
+		Buckets: []string{"KV_" + registry.LinksBucket, "KV_" + registry.Bucket}, Peers: sortedPeers(c)}
 }
 
 func (c Config) logConfig() eventlog.Config {
