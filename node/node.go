@@ -55,6 +55,7 @@ type Node struct {
 	// in reverse. That order is what lets every part finish its work:
 	//   monitor (HTTP port)
 	//   → api (no new requests; those under way are answered)
+	//   → backup (a backup under way ends; its client hears unavailable)
 	//   → committer (writes what is queued)
 	//   → mesh (links and exports stop appending and reading)
 	//   → projections (workers stop reading the log)
