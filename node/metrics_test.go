@@ -122,29 +122,8 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 	before.want(t, 0, "datamesh_append_requests_total", "outcome", "stored")
 	before.want(t, 0, "datamesh_append_requests_total", "outcome", "schema_violation") // every outcome from the start
 
-	// Appends: 3 stored, one stored then deduplicated, one refused in the
-	// handler (schema_violation), one refused by the log
-	// (version_conflict), one batch of 3.
-	for i := 1; i <= 3; i++ {
-		placeOrder(t, c, fmt.Sprintf("o-%d", i), "alice", 10)
-	}
-	for range 2 {
-		if _, err := c.Append("order", "o-4", "OrderPlaced", []byte(`{"customer":"bob","total":4}`), client.AppendOptions{ID: "evt-4"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, err := c.Append("order", "o-5", "OrderPlaced", []byte(`{"customer":"","total":-1}`), client.AppendOptions{})
-	wantAPIError(t, err, protocol.CodeSchemaViolation)
-	_, err = c.Append("order", "o-1", "OrderPlaced", []byte(`{"customer":"alice","total":1}`), client.AppendOptions{ExpectedVersion: client.Expect(99)})
-	wantAPIError(t, err, protocol.CodeVersionConflict)
-	batch, err := c.AppendBatch("order", "o-1", orderEvents(3, "b"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	appendForMetrics(t, c)
 	const events = 7 // 3 + 1 + the batch's 3
-	if batch.LastSeq != events {
-		t.Fatalf("batch: got last seq %d, want %d", batch.LastSeq, events)
-	}
 	waitMetric(t, n, events, "datamesh_projection_applied_seq", "projection", "orders", "version", "1")
 
 	// Queries: two answered at once (the second's min_seq is applied),
@@ -154,7 +133,7 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 	query(t, c, "orders", projection.Query{Get: ptr("o-1")})
 	query(t, c, "orders", projection.Query{Get: ptr("o-2"), MinSeq: events})
 	query(t, c, "orders", projection.Query{Get: ptr("o-3"), MinSeq: events + 100})
-	_, err = c.Query("nope", projection.Query{Get: ptr("o-1")})
+	_, err := c.Query("nope", projection.Query{Get: ptr("o-1")})
 	wantAPIError(t, err, protocol.CodeNotFound)
 
 	m := scrape(t, n)
@@ -197,12 +176,7 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 		t.Error("a query for a projection that does not exist made a series of its own")
 	}
 
-	m.wantAtLeast(t, 2, "datamesh_server_connections") // the node's own and the client's
-	m.want(t, 0, "datamesh_server_slow_consumers_total")
-	m.want(t, 0, "datamesh_server_leafnodes")
-	m.wantAtLeast(t, 1, "datamesh_jetstream_storage_bytes")
-	m.wantAtLeast(t, 1, "datamesh_jetstream_storage_limit_bytes")
-	m.wantAtLeast(t, 1, "go_goroutines")
+	checkServerMetrics(t, m)
 }
 
 // A node without an HTTP port has no metrics, and works as before.
@@ -258,4 +232,42 @@ schema:
 	o.want(t, 10, "datamesh_append_requests_total", "outcome", "stored")
 	o.want(t, 10, "datamesh_log_messages")
 	o.wantAtLeast(t, 1, "datamesh_server_leafnodes")
+}
+
+// appendForMetrics makes appends of every outcome, 7 events stored in
+// all: 3 stored, one stored then deduplicated, one refused in the
+// handler (schema_violation), one refused by the log (version_conflict),
+// one batch of 3.
+func appendForMetrics(t testing.TB, c *client.Client) {
+	t.Helper()
+	for i := 1; i <= 3; i++ {
+		placeOrder(t, c, fmt.Sprintf("o-%d", i), "alice", 10)
+	}
+	for range 2 {
+		if _, err := c.Append("order", "o-4", "OrderPlaced", []byte(`{"customer":"bob","total":4}`), client.AppendOptions{ID: "evt-4"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.Append("order", "o-5", "OrderPlaced", []byte(`{"customer":"","total":-1}`), client.AppendOptions{})
+	wantAPIError(t, err, protocol.CodeSchemaViolation)
+	_, err = c.Append("order", "o-1", "OrderPlaced", []byte(`{"customer":"alice","total":1}`), client.AppendOptions{ExpectedVersion: client.Expect(99)})
+	wantAPIError(t, err, protocol.CodeVersionConflict)
+	batch, err := c.AppendBatch("order", "o-1", orderEvents(3, "b"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if batch.LastSeq != 7 {
+		t.Fatalf("batch: got last seq %d, want 7", batch.LastSeq)
+	}
+}
+
+// checkServerMetrics checks the embedded server's figures.
+func checkServerMetrics(t testing.TB, m metricFamilies) {
+	t.Helper()
+	m.wantAtLeast(t, 2, "datamesh_server_connections") // the node's own and the client's
+	m.want(t, 0, "datamesh_server_slow_consumers_total")
+	m.want(t, 0, "datamesh_server_leafnodes")
+	m.wantAtLeast(t, 1, "datamesh_jetstream_storage_bytes")
+	m.wantAtLeast(t, 1, "datamesh_jetstream_storage_limit_bytes")
+	m.wantAtLeast(t, 1, "go_goroutines")
 }

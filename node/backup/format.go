@@ -175,94 +175,33 @@ type contents struct {
 func check(r io.Reader) (*contents, error) {
 	fileHash := sha256.New()
 	counted := &countingReader{r: io.TeeReader(r, fileHash)}
-	tr := tar.NewReader(counted)
-	c := &contents{records: map[string]StreamRecord{}}
-	sums := map[string]string{} // name → hex, as computed
-	var order []string          // the stream dirs, in archive order
-	var dir string
-	var chunk int
-	var streamHash hash.Hash
-	endStream := func() {
-		if dir != "" {
-			sums[path.Join(dir, snapshotFile)] = hex.EncodeToString(streamHash.Sum(nil))
-		}
-		dir = ""
-	}
-	var stored map[string]string
+	k := &checker{tr: tar.NewReader(counted), c: &contents{records: map[string]StreamRecord{}}, sums: map[string]string{}}
 	for {
-		hdr, err := tr.Next()
+		hdr, err := k.tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return nil, corrupt("not a whole backup archive: %v", err)
 		}
-		if stored != nil {
+		if k.stored != nil {
 			return nil, corrupt("entry %s after %s", hdr.Name, sumsName)
 		}
-		name := hdr.Name
-		switch {
-		case c.manifest == nil:
-			if name != manifestName {
-				return nil, corrupt("the archive starts with %s, not %s: is it a DataMesh backup?", name, manifestName)
-			}
-			b, err := readEntry(tr, sums, name)
-			if err != nil {
-				return nil, err
-			}
-			var m Manifest
-			if err := json.Unmarshal(b, &m); err != nil {
-				return nil, corrupt("%s: %v", manifestName, err)
-			}
-			if m.Format != Format {
-				return nil, corrupt("%s: format %q, want %q", manifestName, m.Format, Format)
-			}
-			c.manifest = &m
-		case name == sumsName:
-			endStream()
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				return nil, corrupt("%s: %v", sumsName, err)
-			}
-			if stored, err = parseSums(b); err != nil {
-				return nil, err
-			}
-		case path.Base(name) == streamFile:
-			endStream()
-			b, err := readEntry(tr, sums, name)
-			if err != nil {
-				return nil, err
-			}
-			var rec StreamRecord
-			if err := json.Unmarshal(b, &rec); err != nil {
-				return nil, corrupt("%s: %v", name, err)
-			}
-			dir, chunk, streamHash = path.Dir(name), 0, sha256.New()
-			c.records[dir] = rec
-			order = append(order, dir)
-		default:
-			want := fmt.Sprintf("%s/%s.%06d", dir, snapshotFile, chunk+1)
-			if dir == "" || name != want {
-				return nil, corrupt("unexpected entry %s (want %s)", name, want)
-			}
-			chunk++
-			n, err := io.Copy(streamHash, tr)
-			if err != nil {
-				return nil, corrupt("%s: %v", name, err)
-			}
-			c.snapshotBytes += n
+		if err := k.entry(hdr.Name); err != nil {
+			return nil, err
 		}
 	}
+	c := k.c
 	if c.manifest == nil {
 		return nil, corrupt("empty archive")
 	}
-	if stored == nil {
+	if k.stored == nil {
 		return nil, corrupt("no %s: the backup was cut short", sumsName)
 	}
-	if err := compareSums(sums, stored); err != nil {
+	if err := compareSums(k.sums, k.stored); err != nil {
 		return nil, err
 	}
-	if err := checkOrder(c.manifest, order); err != nil {
+	if err := checkOrder(c.manifest, k.order); err != nil {
 		return nil, err
 	}
 	// The tar reader stops at the end-of-archive marker; the rest is padding.
@@ -271,6 +210,98 @@ func check(r io.Reader) (*contents, error) {
 	}
 	c.sha256, c.size = hex.EncodeToString(fileHash.Sum(nil)), counted.n
 	return c, nil
+}
+
+// checker walks the entries of a backup archive in order.
+type checker struct {
+	tr     *tar.Reader
+	c      *contents
+	sums   map[string]string // name → hex, as computed
+	order  []string          // the stream dirs, in archive order
+	stored map[string]string // SHA256SUMS, once read
+
+	// The stream whose snapshot chunks come now.
+	dir        string
+	chunk      int
+	streamHash hash.Hash
+}
+
+// entry checks the entry name, which the tar reader is at.
+func (k *checker) entry(name string) error {
+	switch {
+	case k.c.manifest == nil:
+		return k.manifest(name)
+	case name == sumsName:
+		k.endStream()
+		b, err := io.ReadAll(k.tr)
+		if err != nil {
+			return corrupt("%s: %v", sumsName, err)
+		}
+		k.stored, err = parseSums(b)
+		return err
+	case path.Base(name) == streamFile:
+		return k.stream(name)
+	default:
+		return k.snapshotChunk(name)
+	}
+}
+
+func (k *checker) manifest(name string) error {
+	if name != manifestName {
+		return corrupt("the archive starts with %s, not %s: is it a DataMesh backup?", name, manifestName)
+	}
+	b, err := readEntry(k.tr, k.sums, name)
+	if err != nil {
+		return err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return corrupt("%s: %v", manifestName, err)
+	}
+	if m.Format != Format {
+		return corrupt("%s: format %q, want %q", manifestName, m.Format, Format)
+	}
+	k.c.manifest = &m
+	return nil
+}
+
+// stream starts the next stream: its record, then its snapshot's chunks.
+func (k *checker) stream(name string) error {
+	k.endStream()
+	b, err := readEntry(k.tr, k.sums, name)
+	if err != nil {
+		return err
+	}
+	var rec StreamRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return corrupt("%s: %v", name, err)
+	}
+	k.dir, k.chunk, k.streamHash = path.Dir(name), 0, sha256.New()
+	k.c.records[k.dir] = rec
+	k.order = append(k.order, k.dir)
+	return nil
+}
+
+func (k *checker) snapshotChunk(name string) error {
+	want := fmt.Sprintf("%s/%s.%06d", k.dir, snapshotFile, k.chunk+1)
+	if k.dir == "" || name != want {
+		return corrupt("unexpected entry %s (want %s)", name, want)
+	}
+	k.chunk++
+	n, err := io.Copy(k.streamHash, k.tr)
+	if err != nil {
+		return corrupt("%s: %v", name, err)
+	}
+	k.c.snapshotBytes += n
+	return nil
+}
+
+// endStream records the checksum of the stream whose chunks ended.
+func (k *checker) endStream() {
+	if k.dir != "" {
+		k.sums[path.Join(k.dir, snapshotFile)] = hex.EncodeToString(k.streamHash.Sum(nil))
+	}
+	k.dir = ""
 }
 
 func readEntry(tr *tar.Reader, sums map[string]string, name string) ([]byte, error) {
