@@ -225,9 +225,11 @@ schema:
 	b.want(t, 0, "datamesh_append_requests_total", "outcome", "stored") // imports are not API appends
 	b.wantAtLeast(t, 1, "datamesh_server_leafnodes")
 
-	o := scrape(t, orders)
+	// The exporter records its figures once its batch is acknowledged,
+	// which billing may read before: wait for them.
 	export := []string{"export", "public-orders", "peer", "billing"}
-	o.want(t, 10, "datamesh_export_exported_seq", export...)
+	waitMetric(t, orders, 10, "datamesh_export_exported_seq", export...)
+	o := scrape(t, orders)
 	o.want(t, 1, "datamesh_export_connected", export...)
 	o.want(t, 10, "datamesh_append_requests_total", "outcome", "stored")
 	o.want(t, 10, "datamesh_log_messages")

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/nodetest"
 	"github.com/datamesh/datamesh/node/protocol"
 )
@@ -71,8 +75,9 @@ func TestTailFollowsTheLog(t *testing.T) {
 	all, stopAll := tail(t, n.ClientURL(), "--json")
 	shipped, _ := tail(t, n.ClientURL(), "order", "--type", "OrderShipped")
 	one, _ := tail(t, n.ClientURL(), "order.o-2", "--new")
-	// --new starts at the head: wait until its consumer exists (an event
-	// appended before would not show), by appending a marker it filters out.
+	// --new starts at the head: wait until every tail's consumer exists
+	// (an event appended before would not show in --new).
+	waitConsumers(t, n.ClientURL(), 3)
 	mustCLI(t, n, "append", "order", "o-1", "OrderShipped", `{"carrier":"ups"}`)
 	nodetest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if got := shipped.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "3  order/o-1  OrderShipped  ") {
@@ -99,4 +104,32 @@ func TestTailFollowsTheLog(t *testing.T) {
 			t.Fatalf("line %d: %q (%v), want the CloudEvent at seq %d", i, line, err, i+1)
 		}
 	}
+}
+
+// waitConsumers waits until the log's stream has want consumers.
+func waitConsumers(t *testing.T, url string, want int) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodetest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		st, err := js.Stream(context.Background(), node.DefaultStreamName)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.State.Consumers < want {
+			return fmt.Errorf("%d consumers on the log, want %d", info.State.Consumers, want)
+		}
+		return nil
+	})
 }

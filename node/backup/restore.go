@@ -3,11 +3,15 @@ package backup
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -163,7 +167,11 @@ func restoreAll(ctx context.Context, file, dir string, c *contents, opts Restore
 		return nil, err
 	}
 	defer f.Close()
-	r := &restorer{tr: tar.NewReader(f), total: c.snapshotBytes, progress: opts.Progress}
+	// The file is hashed again as it is restored: what is restored is what
+	// check checked, even if the file changed in between.
+	fileHash := sha256.New()
+	hashed := io.TeeReader(f, fileHash)
+	r := &restorer{tr: tar.NewReader(hashed), total: c.snapshotBytes, progress: opts.Progress}
 	res := &Restored{Manifest: *m}
 	for _, s := range m.Streams {
 		nc := conns[s.Account]
@@ -190,7 +198,46 @@ func restoreAll(ctx context.Context, file, dir string, c *contents, opts Restore
 		res.Streams = append(res.Streams, s)
 		log.Info("stream restored", "account", s.Account, "stream", s.Name, "messages", got.Messages, "last_seq", got.LastSeq)
 	}
+	if _, err := io.Copy(io.Discard, hashed); err != nil {
+		return nil, corrupt("read: %v", err)
+	}
+	if sum := hex.EncodeToString(fileHash.Sum(nil)); sum != c.sha256 {
+		return nil, corrupt("the backup file changed while it was restored (sha256 %s, checked %s)", sum, c.sha256)
+	}
+	// JetStream closes its files without an fsync at shutdown (and the
+	// restore server does not sync writes): make the new directory durable
+	// before saying it is restored.
+	for _, nc := range conns {
+		nc.Close()
+	}
+	srv.Close()
+	if err := syncTree(dir); err != nil {
+		return nil, fmt.Errorf("sync %s: %w", dir, err)
+	}
 	return res, nil
+}
+
+// syncTree fsyncs every file and directory under dir, and dir's parent.
+func syncTree(dir string) error {
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return syncPath(p)
+	})
+	if err != nil {
+		return err
+	}
+	return syncPath(filepath.Dir(filepath.Clean(dir)))
+}
+
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // restorer reads the archive a second time, stream after stream (check

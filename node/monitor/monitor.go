@@ -96,7 +96,11 @@ func (m *Monitor) Close() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
-		m.closeErr = m.srv.Shutdown(ctx)
+		if m.closeErr = m.srv.Shutdown(ctx); m.closeErr != nil {
+			// Requests still under way (a slow scrape) must not read the
+			// parts while they close.
+			m.srv.Close()
+		}
 		<-m.done
 	})
 	return m.closeErr
