@@ -2,7 +2,8 @@ package meshlink
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/datamesh/datamesh/node/kind"
 )
 
 // Kinds of error the mesh returns. Each error of the mesh's own wraps one
@@ -19,18 +20,7 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 )
 
-// kindError is an error of one kind with its own message.
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
-
-func kinded(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
-}
+func kinded(k error, format string, args ...any) error { return kind.New(k, format, args...) }
 
 func notFound(format string, args ...any) error    { return kinded(ErrNotFound, format, args...) }
 func invalid(format string, args ...any) error     { return kinded(ErrInvalid, format, args...) }

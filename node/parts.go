@@ -36,7 +36,6 @@ func (c Config) serverConfig() embed.Config {
 	return embed.Config{
 		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, LeafListen: c.LeafListen,
 		Peers: peers, Fsync: c.Durability == DurabilityFsync, MaxPayload: c.maxPayload(), LogLevel: level,
-		Stream: c.StreamName,
 		Protected: []string{c.SubjectPrefix + ".>", protocol.SubjectChanges + ".>",
 			kv(registry.Bucket), kv(registry.LinksBucket)},
 		ProtectedStreams: []string{c.StreamName, "KV_" + registry.Bucket, "KV_" + registry.LinksBucket},

@@ -2,7 +2,8 @@ package projection
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/datamesh/datamesh/node/kind"
 )
 
 // Kinds of error the package returns where a caller branches. Each such
@@ -27,23 +28,7 @@ var (
 // ErrNotUpToDate is returned when a query's min_seq was not reached in time.
 var ErrNotUpToDate = errors.New("not up to date")
 
-// Error is an error of one kind (Kind, one of the Err* values above) with
-// its own message: Error returns Msg alone, so the kind does not show in
-// replies.
-type Error struct {
-	Kind error
-	Msg  string
-}
-
-// Error returns Msg.
-func (e *Error) Error() string { return e.Msg }
-
-// Unwrap returns the kind, for errors.Is.
-func (e *Error) Unwrap() error { return e.Kind }
-
-func kinded(kind error, format string, args ...any) error {
-	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
-}
+func kinded(k error, format string, args ...any) error { return kind.New(k, format, args...) }
 
 func notFound(format string, args ...any) error    { return kinded(ErrNotFound, format, args...) }
 func conflict(format string, args ...any) error    { return kinded(ErrConflict, format, args...) }

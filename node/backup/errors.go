@@ -2,7 +2,8 @@ package backup
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/datamesh/datamesh/node/kind"
 )
 
 // Kinds of error the package returns (errors.Is); the API maps them to
@@ -19,24 +20,8 @@ var (
 	ErrUnavailable = errors.New("backup unavailable")
 )
 
-// kindError is an error of one kind with its own message; it may also
-// wrap its cause.
-type kindError struct {
-	kind  error
-	msg   string
-	cause error
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.kind}
-	}
-	return []error{e.kind, e.cause}
-}
-
-func kinded(kind, cause error, format string, args ...any) error {
-	return &kindError{kind: kind, cause: cause, msg: fmt.Sprintf(format, args...)}
+func kinded(k, cause error, format string, args ...any) error {
+	return kind.Wrap(k, cause, format, args...)
 }
 
 func corrupt(format string, args ...any) error { return kinded(ErrCorrupt, nil, format, args...) }

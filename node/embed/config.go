@@ -30,9 +30,6 @@ type Config struct {
 	MaxPayload int32
 	LogLevel   hclog.Level
 
-	// Stream is the log's stream, whose subjects (Subjects) only the node
-	// may publish to.
-	Stream string
 	// Protected are subjects services may not publish to (the log's
 	// subjects, change events, KV buckets' subjects).
 	Protected []string

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/datamesh/datamesh/node/kind"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -29,18 +31,7 @@ var (
 	ErrClosed = errors.New("the node is shutting down")
 )
 
-// kindError is an error of one kind with its own message.
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
-
-func kinded(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
-}
+func kinded(k error, format string, args ...any) error { return kind.New(k, format, args...) }
 
 func invalid(format string, args ...any) error  { return kinded(ErrInvalid, format, args...) }
 func tooLarge(format string, args ...any) error { return kinded(ErrTooLarge, format, args...) }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/datamesh/datamesh/node/kind"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -27,24 +29,8 @@ var (
 	ErrUnavailable = errors.New("registry unavailable")
 )
 
-// kindError is an error of one kind with its own message; it may also
-// wrap its cause.
-type kindError struct {
-	kind  error
-	msg   string
-	cause error
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.kind}
-	}
-	return []error{e.kind, e.cause}
-}
-
-func kinded(kind, cause error, format string, args ...any) error {
-	return &kindError{kind: kind, cause: cause, msg: fmt.Sprintf(format, args...)}
+func kinded(k, cause error, format string, args ...any) error {
+	return kind.Wrap(k, cause, format, args...)
 }
 
 // Registry is a node's resources and link state.

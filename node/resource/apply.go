@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/datamesh/datamesh/node/kind"
+
 	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/node/registry"
@@ -19,14 +21,7 @@ import (
 // ErrInvalid: a document cannot be decoded or has an unknown kind.
 var ErrInvalid = errors.New("invalid resource")
 
-type invalidError struct{ msg string }
-
-func (e *invalidError) Error() string { return e.msg }
-func (e *invalidError) Unwrap() error { return ErrInvalid }
-
-func invalid(format string, args ...any) error {
-	return &invalidError{msg: fmt.Sprintf(format, args...)}
-}
+func invalid(format string, args ...any) error { return kind.New(ErrInvalid, format, args...) }
 
 // Contracts stores event contracts (the node's registry).
 type Contracts interface {
