@@ -57,20 +57,26 @@ func (a *API) append(req micro.Request, start time.Time) *protocol.Error {
 	reply := req.Reply()
 	a.deps.Appender.Append(&eventlog.Append{Msg: m, Aggregate: agg, ID: id, Expected: expected,
 		Done: func(seq uint64, dup bool, err error) {
-			if err != nil {
-				e := WireError(err)
-				a.observeAppend(start, e.Code, 0)
-				a.respondError(reply, e)
-				return
-			}
-			if dup {
-				a.observeAppend(start, OutcomeDeduplicated, 0)
-			} else {
-				a.observeAppend(start, OutcomeStored, 1)
-			}
-			a.respond(reply, protocol.AppendReply{Seq: seq, Duplicate: dup})
+			a.appended(reply, start, protocol.AppendReply{Seq: seq, Duplicate: dup}, 1, dup, err)
 		}})
 	return nil
+}
+
+// appended answers an append once the log has: with the error, or with
+// the reply for events stored (or found stored: dup), counted first.
+func (a *API) appended(replyTo string, start time.Time, reply any, events int, dup bool, err error) {
+	switch {
+	case err != nil:
+		e := WireError(err)
+		a.observeAppend(start, e.Code, 0)
+		a.respondError(replyTo, e)
+		return
+	case dup:
+		a.observeAppend(start, OutcomeDeduplicated, 0)
+	default:
+		a.observeAppend(start, OutcomeStored, events)
+	}
+	a.respond(replyTo, reply)
 }
 
 // appendBatch stores a JSON array of structured CloudEvents as one
@@ -82,18 +88,7 @@ func (a *API) appendBatch(req micro.Request, agg, id string, expected *uint64, s
 	}
 	reply, count := req.Reply(), len(msgs)
 	a.deps.Log.AppendBatch(agg, id, msgs, expected, func(first, last uint64, dup bool, err error) {
-		if err != nil {
-			e := WireError(err)
-			a.observeAppend(start, e.Code, 0)
-			a.respondError(reply, e)
-			return
-		}
-		if dup {
-			a.observeAppend(start, OutcomeDeduplicated, 0)
-		} else {
-			a.observeAppend(start, OutcomeStored, count)
-		}
-		a.respond(reply, protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup})
+		a.appended(reply, start, protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup}, count, dup, err)
 	})
 	return nil
 }
