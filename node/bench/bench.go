@@ -26,14 +26,16 @@ type Sizes struct {
 	InFlight  int
 	LiveRate  int // events/s of the live projection scenario
 	BatchSize int
+	// LadderSecs is how long each step of append-concurrency runs.
+	LadderSecs float64
 }
 
 // Reference is the default size; Quick finishes in well under a minute on
 // two cores; Tiny is for the harness's own test.
 var (
-	Reference = Sizes{Single: 5000, Pipelined: 200_000, Rebuild: 1_000_000, LiveSecs: 5, Documents: 1_000_000, ListPages: 1000, InFlight: 256, LiveRate: 5000, BatchSize: 100}
-	Quick     = Sizes{Single: 1000, Pipelined: 30_000, Rebuild: 100_000, LiveSecs: 2, Documents: 100_000, ListPages: 300, InFlight: 256, LiveRate: 5000, BatchSize: 100}
-	Tiny      = Sizes{Single: 200, Pipelined: 2000, Rebuild: 5000, LiveSecs: 0.5, Documents: 2000, ListPages: 50, InFlight: 64, LiveRate: 1000, BatchSize: 100}
+	Reference = Sizes{Single: 5000, Pipelined: 200_000, Rebuild: 1_000_000, LiveSecs: 5, Documents: 1_000_000, ListPages: 1000, InFlight: 256, LiveRate: 5000, BatchSize: 100, LadderSecs: 1.5}
+	Quick     = Sizes{Single: 1000, Pipelined: 30_000, Rebuild: 100_000, LiveSecs: 2, Documents: 100_000, ListPages: 300, InFlight: 256, LiveRate: 5000, BatchSize: 100, LadderSecs: 1}
+	Tiny      = Sizes{Single: 200, Pipelined: 2000, Rebuild: 5000, LiveSecs: 0.5, Documents: 2000, ListPages: 50, InFlight: 64, LiveRate: 1000, BatchSize: 100, LadderSecs: 0.2}
 )
 
 // Options configure a run.
@@ -169,6 +171,13 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 			Note: "raw: os-mode pipelined appends of the same run"}
 		r.check(false, 0.5, r.Ratio)
 		results = append(results, r)
+	}
+	if want(LadderScenario) {
+		rs, err := runLadder(ctx, o)
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", LadderScenario, err)
+		}
+		results = append(results, rs...)
 	}
 	projScenarios := []string{"rebuild", "live-projection", "query-get", "query-list", "memory", "start-up"}
 	if len(o.Only) == 0 || slices.ContainsFunc(projScenarios, func(n string) bool { return slices.Contains(o.Only, n) }) {
