@@ -9,7 +9,7 @@ import (
 
 // newMetrics builds the node's metrics, in a registry of its own, when its
 // HTTP port is on; otherwise nothing could serve them, and the API and the
-// committer get no observer, which costs them nothing. The collector reads
+// log get no observer, which costs them nothing. The collector reads
 // the log, the projections, the mesh and the server at scrape time.
 func (n *Node) newMetrics() {
 	if n.cfg.HTTP == "" {
@@ -17,6 +17,7 @@ func (n *Node) newMetrics() {
 	}
 	n.metrics = metrics.New(metrics.Sources{Log: n.events, Projections: n.projections, Mesh: n.mesh,
 		Server: n.srv.NATS()}, n.log)
+	n.syncMetrics.Store(n.metrics)
 }
 
 // apiObserver is what the API tells of appends and queries; nil without
@@ -26,15 +27,6 @@ func (n *Node) apiObserver() api.Observer {
 		return nil
 	}
 	return n.metrics
-}
-
-// groupObserver is what the committer tells of each write; nil without
-// metrics.
-func (n *Node) groupObserver() func(appends int) {
-	if n.metrics == nil {
-		return nil
-	}
-	return n.metrics.CommitGroup
 }
 
 // metricsHandler serves /metrics.

@@ -113,7 +113,7 @@ func waitMetric(t testing.TB, n *node.Node, want float64, name string, labels ..
 
 // /metrics serves the node's figures, and they move with the work done.
 func TestMetricsMoveWithTheWork(t *testing.T) {
-	n := newNode(t) // fsync mode: appends go through the committer
+	n := newNode(t) // fsync mode: appends go through group commit
 	c := newClient(t, n)
 	applyOrders(t, c)
 
@@ -144,8 +144,10 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 	m.want(t, 0, "datamesh_append_requests_total", "outcome", "duplicate")
 	m.want(t, events, "datamesh_events_appended_total")
 	m.want(t, 8, "datamesh_append_duration_seconds")
-	// The committer wrote the six single appends it was handed one at a
-	// time (the client waits for each reply); the batch bypasses it.
+	// Group commit synced each write alone (the client waits for each
+	// reply): five single appends (one found stored: deduplicated, still
+	// synced before its answer) and the batch. Refused appends store
+	// nothing and wait for no fsync.
 	m.want(t, 6, "datamesh_group_commit_batch_size")
 	if got := m.histogramSum("datamesh_group_commit_batch_size"); got != 6 {
 		t.Errorf("group commit sizes: got sum %v, want 6", got)

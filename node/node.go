@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
@@ -42,7 +43,6 @@ type Node struct {
 	srv         *embed.Server
 	nc          *nats.Conn
 	events      *eventlog.Log
-	committer   *eventlog.Committer // nil in os mode
 	registry    *registry.Registry
 	projections *projection.Manager
 	mesh        *meshlink.Mesh
@@ -50,16 +50,19 @@ type Node struct {
 	api         *api.API
 	monitor     *monitor.Monitor // nil when the HTTP port is off
 	metrics     *metrics.Metrics // nil when the HTTP port is off
+	// syncMetrics is metrics once they exist, for the log's fsyncs (the
+	// log starts before the metrics, whose collector reads it).
+	syncMetrics atomic.Pointer[metrics.Metrics]
 
 	// started lists the parts in the order they started; Close closes them
 	// in reverse. That order is what lets every part finish its work:
 	//   monitor (HTTP port)
 	//   → api (no new requests; those under way are answered)
 	//   → backup (a backup under way ends; its client hears unavailable)
-	//   → committer (writes what is queued)
 	//   → mesh (links and exports stop appending and reading)
 	//   → projections (workers stop reading the log)
-	//   → registry → log (waits for the acks of appends in flight)
+	//   → registry → log (waits for the acks of appends in flight and, in
+	//     fsync mode, for their fsync)
 	//   → the node's connection (drained) → the server.
 	started   []namedPart
 	closeOnce sync.Once
@@ -120,7 +123,7 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	n.registry = registry.New(js, n.cfg.SubjectPrefix, n.log)
-	n.events = eventlog.New(n.cfg.logConfig(), n.nc, n.registry, n.log)
+	n.events = eventlog.New(n.logConfig(), n.nc, n.registry, n.log)
 	if err := n.run(ctx, "log", n.events); err != nil {
 		return err
 	}
@@ -141,21 +144,9 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	n.newMetrics()
-	var appender eventlog.Appender = n.events
-	if n.cfg.Durability == DurabilityFsync {
-		// Group commit shares one fsync among the appends that wait for it.
-		// In os mode there is no fsync to share, and atomic batches (staged
-		// in a file of their own before the commit) are slower than
-		// pipelined single publishes: measured 22.7k vs 38k events/s.
-		n.committer = eventlog.NewCommitter(n.events, eventlog.CommitterConfig{OnGroup: n.groupObserver()}, n.log)
-		if err := n.run(ctx, "committer", n.committer); err != nil {
-			return err
-		}
-		appender = n.committer
-	}
 	n.api = api.New(api.Config{Node: n.cfg.Name, MaxBatch: n.cfg.MaxBatch, RequireContracts: n.cfg.RequireContracts,
 		LeafURL: srv.LeafURL(), Middleware: n.middleware},
-		api.Deps{Conn: n.nc, Log: n.events, Appender: appender, Registry: n.registry,
+		api.Deps{Conn: n.nc, Log: n.events, Appender: n.events, Registry: n.registry,
 			Projections: n.projections, Mesh: n.mesh, Apply: n.apply, Observer: n.apiObserver(),
 			Backup: n.backups}, n.log)
 	if err := n.run(ctx, "api", n.api); err != nil {

@@ -35,7 +35,7 @@ func (c Config) serverConfig() embed.Config {
 	}
 	return embed.Config{
 		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, LeafListen: c.LeafListen,
-		Peers: peers, Fsync: c.Durability == DurabilityFsync, MaxPayload: c.maxPayload(), LogLevel: level,
+		Peers: peers, MaxPayload: c.maxPayload(), LogLevel: level,
 		Protected: []string{c.SubjectPrefix + ".>", protocol.SubjectChanges + ".>",
 			kv(registry.Bucket), kv(registry.LinksBucket)},
 		ProtectedStreams: []string{c.StreamName, "KV_" + registry.Bucket, "KV_" + registry.LinksBucket},
@@ -51,14 +51,24 @@ func (c Config) backupConfig() backup.Config {
 		Buckets: []string{"KV_" + registry.LinksBucket, "KV_" + registry.Bucket}, Peers: sortedPeers(c)}
 }
 
-func (c Config) logConfig() eventlog.Config {
-	return eventlog.Config{
+func (n *Node) logConfig() eventlog.Config {
+	c := n.cfg
+	cfg := eventlog.Config{
 		Node: c.Name, Stream: c.StreamName, SubjectPrefix: c.SubjectPrefix, MaxEventBytes: c.MaxEventBytes,
 		DedupWindow: time.Duration(c.DedupWindow), RequireContracts: c.RequireContracts,
 		// A read's JSON reply must stay under max_payload (the last event
 		// may overshoot the bound by its own size).
 		ReadMaxBytes: int(c.maxPayload())/2 - c.MaxEventBytes,
 	}
+	if c.Durability == DurabilityFsync {
+		cfg.SyncDir = n.srv.StreamDir(embed.NodeAccount, c.StreamName)
+		cfg.OnSync = func(writes int, took time.Duration) {
+			if m := n.syncMetrics.Load(); m != nil {
+				m.CommitGroup(writes, took)
+			}
+		}
+	}
+	return cfg
 }
 
 func (n *Node) projectionConfig() projection.ManagerConfig {

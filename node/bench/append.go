@@ -45,7 +45,12 @@ func runAppends(ctx context.Context, o Options, durability string, want func(str
 		return nil, err
 	}
 	defer e.stop(true)
-	js, err := prepareAppends(ctx, o, e)
+	raw, err := startRaw(durability)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.stop()
+	js, err := prepareAppends(ctx, o, e, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -84,14 +89,14 @@ func runAppends(ctx context.Context, o Options, durability string, want func(str
 	return results, nil
 }
 
-// prepareAppends applies the bench contract and creates the RAW stream the
-// raw figures publish to, with the node's dedup window so that message ids
-// cost the same on both sides.
-func prepareAppends(ctx context.Context, o Options, e *env) (jetstream.JetStream, error) {
+// prepareAppends applies the bench contract and creates, on the raw server,
+// the RAW stream the raw figures publish to, with the node's dedup window
+// so that message ids cost the same on both sides.
+func prepareAppends(ctx context.Context, o Options, e *env, raw *rawServer) (jetstream.JetStream, error) {
 	if _, err := e.c.Apply([]byte(benchContract), false); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(o.Sizes.InFlight))
+	js, err := jetstream.New(raw.nc, jetstream.WithPublishAsyncMaxPending(o.Sizes.InFlight))
 	if err != nil {
 		return nil, err
 	}

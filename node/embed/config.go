@@ -24,9 +24,7 @@ type Config struct {
 	NoListen   bool
 	LeafListen string // leafnode port for peers; "" disables it
 	// Peers are the configured peer nodes, sorted by name.
-	Peers []Peer
-	// Fsync makes JetStream fsync every write before acknowledging it.
-	Fsync      bool
+	Peers      []Peer
 	MaxPayload int32
 	LogLevel   hclog.Level
 
@@ -103,7 +101,6 @@ func (s *Server) options() (*server.Options, error) {
 		NoSigs:          true,
 		MaxPayload:      cfg.MaxPayload,
 		NoAuthUser:      serviceUser,
-		SyncAlways:      cfg.Fsync,
 		Nkeys:           []*server.NkeyUser{{Nkey: s.keys.pub, AllowedConnectionTypes: inProcessOnly()}},
 		Users: []*server.User{{Username: serviceUser, Permissions: servicePermissions(cfg),
 			// Not LEAFNODE: a leafnode without credentials must not land in

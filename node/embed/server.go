@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,7 +110,7 @@ func waitReady(ctx context.Context, srv *server.Server, fatal <-chan error) erro
 // export account. nats-server does it by itself only when no account is
 // configured (a node without peers).
 func (s *Server) enableJetStream() error {
-	names := []string{server.DEFAULT_GLOBAL_ACCOUNT}
+	names := []string{NodeAccount}
 	for _, peer := range s.cfg.Peers {
 		names = append(names, exportAccount(peer.Name))
 	}
@@ -126,6 +127,18 @@ func (s *Server) enableJetStream() error {
 		}
 	}
 	return nil
+}
+
+// NodeAccount is the account of the node's own log, registry and API.
+const NodeAccount = server.DEFAULT_GLOBAL_ACCOUNT
+
+// StreamDir is the directory of the files of stream in account: nats-server's
+// file store layout, <store dir>/jetstream/<account>/streams/<stream>
+// (checked by eventlog's TestFileStoreLayoutAndFlushInPlace). JetStream
+// runs without sync_always; the node fsyncs these files itself in fsync
+// mode (eventlog.StreamFiles).
+func (s *Server) StreamDir(account, stream string) string {
+	return filepath.Join(s.cfg.DataDir, "jetstream", account, "streams", stream)
 }
 
 // Close shuts the server down and waits for it. Safe to call twice.

@@ -32,6 +32,13 @@ type Config struct {
 	RequireContracts bool
 	// ReadMaxBytes bounds one page of Read (0: no bound).
 	ReadMaxBytes int
+	// SyncDir, in fsync mode, is the stream's directory: the log answers
+	// a write once it has fsynced it there, sharing each fsync among the
+	// writes waiting for it (Durable). Empty in os mode.
+	SyncDir string
+	// OnSync, if set, is told the writes each fsync made durable and how
+	// long it took (the node's metrics). It must not block.
+	OnSync func(writes int, took time.Duration)
 }
 
 // Contracts checks event data against the latest contract of its type.
@@ -51,6 +58,8 @@ type Log struct {
 
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	// durable answers writes once they are on disk; nil in os mode.
+	durable *Durable
 	// appends publishes appends asynchronously; JetStream's answers come to
 	// onAck and onErr, which call the callback stored in waiting for the
 	// message. No goroutine, channel or future per append: measured in
@@ -104,6 +113,13 @@ func (l *Log) Start(ctx context.Context) error {
 	if l.stream, err = l.js.CreateOrUpdateStream(ctx, l.streamConfig()); err != nil {
 		return fmt.Errorf("create event stream %s: %w", l.cfg.Stream, err)
 	}
+	if l.cfg.SyncDir != "" {
+		l.durable = NewDurable(NewStreamFiles(l.cfg.SyncDir), l.cfg.OnSync, l.log)
+		// The stream's metadata and directories, before the first append.
+		if err := l.durable.Wait(ctx); err != nil {
+			return fmt.Errorf("sync event stream %s: %w", l.cfg.Stream, err)
+		}
+	}
 	l.appends, err = jetstream.New(l.nc, jetstream.WithPublishAsyncTimeout(DefaultAppendTimeout),
 		jetstream.WithPublishAsyncMaxPending(maxPendingAcks),
 		jetstream.WithPublishAsyncAckHandler(l.onAck), jetstream.WithPublishAsyncErrHandler(l.onErr))
@@ -116,9 +132,19 @@ func (l *Log) Start(ctx context.Context) error {
 // Close waits for in-flight appends to be answered. The connection is the
 // caller's.
 func (l *Log) Close() error {
-	l.closeOnce.Do(l.pending.Wait)
-	return nil
+	var err error
+	l.closeOnce.Do(func() {
+		l.pending.Wait()
+		err = l.durable.Close()
+	})
+	return err
 }
+
+// Sync returns once every write to the log acknowledged before the call is
+// durable (at once in os mode). Writers that publish to the stream on
+// their own connection (link imports) call it before they count a write as
+// done.
+func (l *Log) Sync(ctx context.Context) error { return l.durable.Wait(ctx) }
 
 // Prefix is the first token of the log's subjects.
 func (l *Log) Prefix() string { return l.cfg.SubjectPrefix }
@@ -156,19 +182,18 @@ type Append struct {
 	Done func(seq uint64, duplicate bool, err error)
 }
 
-// Appender writes single appends: the log itself (each in flight at once)
-// or a Committer (group commit).
+// Appender writes single appends.
 type Appender interface {
 	Append(a *Append)
 }
 
-var (
-	_ Appender = (*Log)(nil)
-	_ Appender = (*Committer)(nil)
-)
+var _ Appender = (*Log)(nil)
 
 // Append publishes a without waiting: every append is in flight at once,
-// and JetStream keeps their order. a.Done answers.
+// and JetStream keeps their order. a.Done answers, in fsync mode once the
+// event is on disk: appends that arrive together share one fsync (group
+// commit, see Durable), with no atomic batch between them, so each keeps
+// its own expected version and ce-id.
 func (l *Log) Append(a *Append) {
 	if a.Expected != nil {
 		l.setExpectedVersion(a.Msg, a.Aggregate, a.ID, *a.Expected)
@@ -176,14 +201,26 @@ func (l *Log) Append(a *Append) {
 	l.publishAsync(a.Msg, func(ack *jetstream.PubAck, err error) { l.finish(a, ack, err) })
 }
 
-// finish answers a single append from JetStream's ack or refusal.
+// finish answers a single append from JetStream's ack or refusal, once
+// what it stored (or found stored) is durable.
 func (l *Log) finish(a *Append, ack *jetstream.PubAck, err error) {
+	var seq uint64
+	dup := false
 	if err == nil {
-		a.Done(ack.Sequence, ack.Duplicate, nil)
+		seq, dup = ack.Sequence, ack.Duplicate
+	} else if seq, _, err = l.resolveRefused(a.Aggregate, a.ID, []*nats.Msg{a.Msg}, a.Expected, err); err == nil {
+		dup = true
+	}
+	if err != nil {
+		a.Done(seq, false, err)
 		return
 	}
-	seq, _, err := l.resolveRefused(a.Aggregate, a.ID, []*nats.Msg{a.Msg}, a.Expected, err)
-	a.Done(seq, err == nil, err)
+	l.durable.After(func(err error) {
+		if err != nil {
+			seq, dup = 0, false
+		}
+		a.Done(seq, dup, err)
+	})
 }
 
 // AppendBatch stores msgs, all of aggregate/id, as one atomic batch: all
@@ -199,12 +236,23 @@ func (l *Log) AppendBatch(aggregate, id string, msgs []*nats.Msg, expected *uint
 	}
 	count := uint64(len(msgs))
 	l.publishAsync(commit, func(ack *jetstream.PubAck, err error) {
+		var first, last uint64
+		dup := false
 		if err == nil {
-			done(ack.Sequence-count+1, ack.Sequence, false, nil)
+			first, last = ack.Sequence-count+1, ack.Sequence
+		} else if first, last, err = l.resolveRefused(aggregate, id, msgs, expected, err); err == nil {
+			dup = true
+		}
+		if err != nil {
+			done(first, last, false, err)
 			return
 		}
-		first, last, err := l.resolveRefused(aggregate, id, msgs, expected, err)
-		done(first, last, err == nil, err)
+		l.durable.After(func(err error) {
+			if err != nil {
+				first, last, dup = 0, 0, false
+			}
+			done(first, last, dup, err)
+		})
 	})
 }
 
@@ -241,20 +289,6 @@ func (l *Log) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	}
 }
 
-// publishWait publishes m to the stream and waits for JetStream's answer.
-func (l *Log) publishWait(m *nats.Msg) (*jetstream.PubAck, error) {
-	fut, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(DefaultAppendTimeout))
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case ack := <-fut.Ok():
-		return ack, nil
-	case err := <-fut.Err():
-		return nil, err
-	}
-}
-
 // AppendOnce appends an imported event unless the log holds its ce-id
 // already (a replay cut short after its append).
 func (l *Log) AppendOnce(ctx context.Context, m *nats.Msg) error {
@@ -271,7 +305,7 @@ func (l *Log) AppendOnce(ctx context.Context, m *nats.Msg) error {
 	if _, err := l.js.PublishMsg(ctx, m); err != nil {
 		return publishError(err, nil)
 	}
-	return nil
+	return l.Sync(ctx)
 }
 
 // setExpectedVersion makes JetStream refuse m unless the aggregate's last

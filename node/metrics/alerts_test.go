@@ -38,7 +38,7 @@ func exportedSeries(t testing.TB) map[string]bool {
 	m := New(fakeSources(), hclog.NewNullLogger())
 	m.Append(api.OutcomeStored, 1, time.Millisecond)
 	m.Query("orders", api.OutcomeOK, true, time.Millisecond)
-	m.CommitGroup(2)
+	m.CommitGroup(2, time.Millisecond)
 	out := map[string]bool{}
 	for name, mf := range gather(t, m) {
 		if !strings.HasPrefix(name, "datamesh_") {

@@ -4,7 +4,7 @@
 //
 //   - instruments the hot paths update as they work: appends and queries
 //     (Metrics implements api.Observer) and group-commit writes
-//     (Metrics.CommitGroup, set as eventlog.CommitterConfig.OnGroup);
+//     (Metrics.CommitGroup, set as eventlog.Config.OnSync);
 //   - a collector that reads the parts' own status when Prometheus
 //     scrapes: the log's stream, each projection version, each link and
 //     export, and the embedded nats-server (Varz, in process).
@@ -14,6 +14,6 @@
 //
 // It is not where figures are computed: the parts keep their own status
 // (lag, progress, dead letters) and this package only exposes it. The parts
-// do not import it: the API and the committer see an interface and a
+// do not import it: the API and the log see an interface and a
 // callback, so they stay free of Prometheus.
 package metrics

@@ -21,7 +21,7 @@ func (f *family) desc() *prometheus.Desc {
 	return prometheus.NewDesc(f.name, f.help, f.labels, nil)
 }
 
-// Appends: instruments, updated by the API and the committer.
+// Appends: instruments, updated by the API and the log's group commit.
 var (
 	famAppendRequests = &family{"datamesh_append_requests_total", counter, []string{"outcome"},
 		"Append requests answered (a batch is one request), by outcome: stored, deduplicated (every ce-id stored before) or the error code of the reply."}
@@ -30,7 +30,9 @@ var (
 	famAppendDuration = &family{"datamesh_append_duration_seconds", histogram, nil,
 		"Time from an append request's arrival to its reply, whatever the outcome."}
 	famGroupCommit = &family{"datamesh_group_commit_batch_size", histogram, nil,
-		"Appends written together by one group-commit write, sharing one fsync (fsync mode only; 1 is an append written alone)."}
+		"Writes to the log (single appends, batches, link imports) made durable by one fsync (fsync mode only; 1 is a write synced alone)."}
+	famFsyncDuration = &family{"datamesh_log_fsync_duration_seconds", histogram, nil,
+		"Time of one group-commit fsync of the log's files (fsync mode only)."}
 )
 
 // Queries: instruments, updated by the API.
@@ -94,7 +96,7 @@ var (
 
 // families lists every metric, in the order of docs/metrics.md.
 var families = []*family{
-	famAppendRequests, famEventsAppended, famAppendDuration, famGroupCommit,
+	famAppendRequests, famEventsAppended, famAppendDuration, famGroupCommit, famFsyncDuration,
 	famLogMessages, famLogBytes, famLogFirstSeq, famLogLastSeq,
 	famProjActive, famProjState, famProjApplied, famProjLagEvents, famProjLagSeconds,
 	famProjProgress, famProjDocuments, famProjFileBytes, famProjDead,

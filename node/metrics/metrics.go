@@ -35,7 +35,7 @@ var appendOutcomes = []string{
 }
 
 // Metrics is one node's metrics: its registry, the instruments the API and
-// the committer update, and the collector that reads the parts at scrape
+// the log update, and the collector that reads the parts at scrape
 // time.
 type Metrics struct {
 	reg *prometheus.Registry
@@ -48,6 +48,7 @@ type Metrics struct {
 	eventsAppended prometheus.Counter
 	appendDuration prometheus.Histogram
 	groupSize      prometheus.Histogram
+	fsyncDuration  prometheus.Histogram
 
 	queryRequests *prometheus.CounterVec
 	queryDuration *prometheus.HistogramVec
@@ -83,6 +84,8 @@ func New(src Sources, logger hclog.Logger) *Metrics {
 			Name: famAppendDuration.name, Help: famAppendDuration.help, Buckets: latencyBuckets}),
 		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: famGroupCommit.name, Help: famGroupCommit.help, Buckets: groupBuckets}),
+		fsyncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: famFsyncDuration.name, Help: famFsyncDuration.help, Buckets: latencyBuckets}),
 		queryRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: famQueryRequests.name, Help: famQueryRequests.help}, famQueryRequests.labels),
 		queryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -96,7 +99,7 @@ func New(src Sources, logger hclog.Logger) *Metrics {
 	}
 	m.queries.Store(&map[queryKey]*queryInstruments{})
 	m.reg.MustRegister(
-		m.appendRequests, m.eventsAppended, m.appendDuration, m.groupSize,
+		m.appendRequests, m.eventsAppended, m.appendDuration, m.groupSize, m.fsyncDuration,
 		m.queryRequests, m.queryDuration, m.queryWaits,
 		newCollector(src, logger.Named("metrics")),
 		collectors.NewGoCollector(),
@@ -137,9 +140,12 @@ func (m *Metrics) Query(projection, outcome string, waited bool, d time.Duration
 	}
 }
 
-// CommitGroup records the size of one group-commit write
-// (eventlog.CommitterConfig.OnGroup).
-func (m *Metrics) CommitGroup(appends int) { m.groupSize.Observe(float64(appends)) }
+// CommitGroup records one group-commit fsync of the log: the writes it
+// made durable and how long it took (eventlog.Config.OnSync).
+func (m *Metrics) CommitGroup(writes int, took time.Duration) {
+	m.groupSize.Observe(float64(writes))
+	m.fsyncDuration.Observe(took.Seconds())
+}
 
 // query returns the instruments of k, resolving them the first time.
 func (m *Metrics) query(k queryKey) *queryInstruments {

@@ -105,7 +105,7 @@ func TestEveryFamilyIsExported(t *testing.T) {
 	m := New(fakeSources(), hclog.NewNullLogger())
 	m.Append(api.OutcomeStored, 1, time.Millisecond)
 	m.Query("orders", api.OutcomeOK, true, time.Millisecond)
-	m.CommitGroup(3)
+	m.CommitGroup(3, time.Millisecond)
 	mfs := gather(t, m)
 	declared := map[string]string{}
 	for _, f := range families {
@@ -196,8 +196,8 @@ func TestInstruments(t *testing.T) {
 	m.Query("orders", api.OutcomeOK, true, time.Millisecond)
 	m.Query("orders", protocol.CodeNotUpToDate, true, time.Second)
 	m.Query("", protocol.CodeNotFound, false, time.Millisecond)
-	m.CommitGroup(1)
-	m.CommitGroup(40)
+	m.CommitGroup(1, time.Millisecond)
+	m.CommitGroup(40, time.Millisecond)
 	mfs := gather(t, m)
 	for _, c := range []struct {
 		name   string
@@ -237,7 +237,7 @@ func TestObserverDoesNotAllocate(t *testing.T) {
 	for name, f := range map[string]func(){
 		"append": func() { m.Append(api.OutcomeStored, 1, time.Millisecond) },
 		"query":  func() { m.Query("orders", api.OutcomeOK, false, time.Millisecond) },
-		"group":  func() { m.CommitGroup(8) },
+		"group":  func() { m.CommitGroup(8, time.Millisecond) },
 	} {
 		if n := testing.AllocsPerRun(1000, f); n != 0 {
 			t.Errorf("%s: got %v allocations per call, want 0", name, n)
