@@ -21,6 +21,10 @@ type Log interface {
 	AppendOnce(ctx context.Context, m *nats.Msg) error
 	// Head is the log's last seq.
 	Head(ctx context.Context) (uint64, error)
+	// Sync returns once every write to the log acknowledged before the
+	// call is durable (at once in os mode): imports publish on their own
+	// connection and call it before they move their checkpoint.
+	Sync(ctx context.Context) error
 	// Prefix is the log's subject prefix ("evt").
 	Prefix() string
 	// Stream is the log's stream ("EVENTS").

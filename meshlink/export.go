@@ -95,6 +95,11 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var files *eventlog.StreamFiles // nil in os mode
+	if w.m.cfg.ExportDir != nil {
+		files = eventlog.NewStreamFiles(w.m.cfg.ExportDir(w.peer, exportStream(w.spec.Name)))
+		defer files.Close()
+	}
 	in, err := w.m.deps.Dialer.Connect(nats.Name("datamesh-export-source"))
 	if err != nil {
 		return fmt.Errorf("connect to this node: %w", err)
@@ -113,7 +118,7 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		if last, err = w.copy(ctx, ojs, out, msgs, last); err != nil {
+		if last, err = w.copy(ctx, ojs, files, msgs, last); err != nil {
 			return err
 		}
 	}
@@ -134,7 +139,8 @@ func (w *exportWorker) openStream(ctx context.Context, js jetstream.JetStream, n
 		DenyDelete:  true,
 		DenyPurge:   true,
 		AllowDirect: true,
-		// Copies are written as atomic batches: one fsync per batch.
+		// Kept on: streams created by earlier versions have it, and the
+		// config must not change under them.
 		AllowAtomicPublish: true,
 	})
 	if err != nil {
@@ -179,12 +185,12 @@ func (w *exportWorker) readLog(ctx context.Context, nc *nats.Conn, resume uint64
 	return cons, nil
 }
 
-// copy writes the selected messages to the export stream as atomic
-// batches (one fsync each in fsync mode, where single publishes would be
-// fsynced one by one) and returns the stream's new last seq. The first
-// message of each batch expects the stream's last seq, so this worker stays
-// the stream's only writer and a failed write leaves no gap.
-func (w *exportWorker) copy(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, msgs []jetstream.Msg, last uint64) (uint64, error) {
+// copy writes the selected messages to the export stream, pipelined, each
+// expecting the seq its predecessor takes (eventlog.PublishChain): this
+// worker stays the stream's only writer and a failed write leaves no gap.
+// In fsync mode it fsyncs the stream's files (files) before it moves on.
+// It returns the stream's new last seq.
+func (w *exportWorker) copy(ctx context.Context, js jetstream.JetStream, files *eventlog.StreamFiles, msgs []jetstream.Msg, last uint64) (uint64, error) {
 	var batch []*nats.Msg
 	var exported uint64
 	for _, msg := range msgs {
@@ -206,15 +212,18 @@ func (w *exportWorker) copy(ctx context.Context, js jetstream.JetStream, nc *nat
 		}
 		batch = append(batch, out)
 	}
-	for len(batch) > 0 {
-		k := eventlog.ChunkLen(batch)
-		batch[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
-		seq, err := eventlog.PublishAtomic(ctx, js, nc, batch[:k])
+	if len(batch) > 0 {
+		seq, err := eventlog.PublishChain(ctx, js, batch, last)
 		if err != nil {
-			return last, fmt.Errorf("export stream refused a copy: %w", err)
+			// What was stored stays: the retry resumes after it.
+			return seq, fmt.Errorf("export stream refused a copy: %w", err)
+		}
+		if files != nil {
+			if err := files.Sync(); err != nil {
+				return last, fmt.Errorf("fsync the export stream: %w", err)
+			}
 		}
 		last = seq
-		batch = batch[k:]
 	}
 	w.mu.Lock()
 	w.exported, w.streamSeq = exported, last

@@ -366,8 +366,9 @@ func (w *linkWorker) transform(subject string, h nats.Header, data []byte, seq, 
 	return m, nil
 }
 
-// appendImported appends msgs to the log as atomic batches (one fsync
-// each) and records the last local seq in cp.
+// appendImported appends msgs to the log as atomic batches, waits until
+// they are durable (fsync mode: group commit with the node's appends), and
+// records the last local seq in cp.
 func (w *linkWorker) appendImported(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, msgs []*nats.Msg, cp *Checkpoint) error {
 	for len(msgs) > 0 {
 		n := eventlog.ChunkLen(msgs)
@@ -377,6 +378,9 @@ func (w *linkWorker) appendImported(ctx context.Context, js jetstream.JetStream,
 		}
 		cp.LocalSeq = seq
 		msgs = msgs[n:]
+	}
+	if err := w.m.deps.Log.Sync(ctx); err != nil {
+		return fmt.Errorf("append imported events: %w", err)
 	}
 	return nil
 }

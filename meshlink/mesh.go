@@ -36,6 +36,11 @@ type Config struct {
 	// Transforms are transformers written in Go, by link name; one replaces
 	// its link's expressions.
 	Transforms map[string]Transformer
+	// ExportDir, in fsync mode, returns the directory of the files of an
+	// export stream granted to peer: each copy is fsynced there before the
+	// export moves on (nats-server runs without sync_always; see
+	// eventlog.StreamFiles). Nil in os mode.
+	ExportDir func(peer, stream string) string
 }
 
 // Mesh runs the node's exports and links. Its workers live from Start

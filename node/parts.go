@@ -51,6 +51,17 @@ func (c Config) backupConfig() backup.Config {
 		Buckets: []string{"KV_" + registry.LinksBucket, "KV_" + registry.Bucket}, Peers: sortedPeers(c)}
 }
 
+// nodeStreamDir maps a stream of the node's account to its directory, in
+// fsync mode, where the node fsyncs what JetStream wrote (JetStream runs
+// without sync_always: docs/performance.md, "Group commit"); nil in os
+// mode.
+func (n *Node) nodeStreamDir() func(stream string) string {
+	if n.cfg.Durability != DurabilityFsync {
+		return nil
+	}
+	return func(stream string) string { return n.srv.StreamDir(embed.NodeAccount, stream) }
+}
+
 func (n *Node) logConfig() eventlog.Config {
 	c := n.cfg
 	cfg := eventlog.Config{
@@ -61,7 +72,7 @@ func (n *Node) logConfig() eventlog.Config {
 		ReadMaxBytes: int(c.maxPayload())/2 - c.MaxEventBytes,
 	}
 	if c.Durability == DurabilityFsync {
-		cfg.SyncDir = n.srv.StreamDir(embed.NodeAccount, c.StreamName)
+		cfg.SyncDir = n.nodeStreamDir()(c.StreamName)
 		cfg.OnSync = func(writes int, took time.Duration) {
 			if m := n.syncMetrics.Load(); m != nil {
 				m.CommitGroup(writes, took)
@@ -85,8 +96,12 @@ func (n *Node) projectionConfig() projection.ManagerConfig {
 }
 
 func (n *Node) meshConfig() meshlink.Config {
-	return meshlink.Config{Node: n.cfg.Name, Peers: sortedPeers(n.cfg), MaxEventBytes: n.cfg.MaxEventBytes,
+	cfg := meshlink.Config{Node: n.cfg.Name, Peers: sortedPeers(n.cfg), MaxEventBytes: n.cfg.MaxEventBytes,
 		Transforms: n.transforms}
+	if n.cfg.Durability == DurabilityFsync {
+		cfg.ExportDir = func(peer, stream string) string { return n.srv.StreamDir(embed.ExportAccount(peer), stream) }
+	}
+	return cfg
 }
 
 // meshLog is the log as the mesh sees it. Its refusals read as the API's

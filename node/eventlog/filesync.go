@@ -174,3 +174,27 @@ func syncFile(path string) error {
 }
 
 func syncDir(path string) error { return syncFile(path) }
+
+// SyncFiles fsyncs every file of a stream's directory (its blocks, index
+// and metadata) and its msgs directory: for small streams whose blocks
+// are rewritten (a KV bucket's), where following the last block is not
+// enough.
+func SyncFiles(dir string) error {
+	for _, d := range []string{dir, filepath.Join(dir, "msgs")} {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				if err := syncFile(filepath.Join(d, e.Name())); err != nil {
+					return err
+				}
+			}
+		}
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}

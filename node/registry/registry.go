@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/kind"
 
 	"github.com/hashicorp/go-hclog"
@@ -38,6 +39,9 @@ type Registry struct {
 	js     jetstream.JetStream
 	prefix string
 	log    hclog.Logger
+	// syncDir, in fsync mode, maps a bucket's stream to its directory: a
+	// write is fsynced there before it returns. Nil in os mode.
+	syncDir func(stream string) string
 
 	kv    jetstream.KeyValue // Bucket
 	links jetstream.KeyValue // LinksBucket
@@ -47,9 +51,12 @@ type Registry struct {
 }
 
 // New returns a registry on js; subjectPrefix is the log's, for catalog
-// entries. Start opens the buckets and loads the contracts.
-func New(js jetstream.JetStream, subjectPrefix string, logger hclog.Logger) *Registry {
-	return &Registry{js: js, prefix: subjectPrefix, log: logger.Named("registry"),
+// entries. syncDir, in fsync mode, gives the directory of a bucket's stream
+// (nil in os mode): each write is fsynced before it returns, as JetStream
+// runs without sync_always. Start opens the buckets and loads the
+// contracts.
+func New(js jetstream.JetStream, subjectPrefix string, syncDir func(stream string) string, logger hclog.Logger) *Registry {
+	return &Registry{js: js, prefix: subjectPrefix, syncDir: syncDir, log: logger.Named("registry"),
 		contracts: map[string][]*schemas.Validator{}}
 }
 
@@ -71,6 +78,14 @@ func (r *Registry) Start(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", LinksBucket, err)
+	}
+	if r.syncDir != nil {
+		r.kv, r.links = r.synced(r.kv, Bucket), r.synced(r.links, LinksBucket)
+		for _, bucket := range []string{Bucket, LinksBucket} {
+			if err := eventlog.SyncTree(r.syncDir("KV_" + bucket)); err != nil {
+				return fmt.Errorf("sync %s: %w", bucket, err)
+			}
+		}
 	}
 	return r.loadContracts(ctx)
 }
