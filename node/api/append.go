@@ -16,8 +16,8 @@ import (
 )
 
 // handleAppend serves dm.append.<aggregate>.<id>. Checks run in the handler;
-// the JetStream ack is awaited off the handler (the log or its committer
-// calls back), so appends pipeline.
+// the JetStream ack is awaited off the handler (the log calls back, in
+// fsync mode once the event is fsynced), so appends pipeline.
 func (a *API) handleAppend(req micro.Request) {
 	start := a.now()
 	if e := a.append(req, start); e != nil {

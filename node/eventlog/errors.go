@@ -27,7 +27,7 @@ var (
 	// ErrUnavailable: the log did not store or answer; the write may be
 	// stored (a retry with the same ce-id is safe).
 	ErrUnavailable = errors.New("event log unavailable")
-	// ErrClosed: the log or its committer is closing.
+	// ErrClosed: the log is closing.
 	ErrClosed = errors.New("the node is shutting down")
 )
 

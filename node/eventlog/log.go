@@ -178,7 +178,7 @@ type Append struct {
 	Expected      *uint64
 	// Done gets the event's seq, whether it was stored before (a
 	// duplicate ce-id), or the error. It runs on the goroutine that reads
-	// acks or on the committer's, so it must not block.
+	// acks or, in fsync mode, on the one that fsyncs, so it must not block.
 	Done func(seq uint64, duplicate bool, err error)
 }
 
