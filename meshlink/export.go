@@ -97,8 +97,14 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 	}
 	var files *eventlog.StreamFiles // nil in os mode
 	if w.m.cfg.ExportDir != nil {
-		files = eventlog.NewStreamFiles(w.m.cfg.ExportDir(w.peer, exportStream(w.spec.Name)))
-		defer files.Close()
+		dir := w.m.cfg.ExportDir(w.peer, exportStream(w.spec.Name))
+		if err := eventlog.SyncTree(dir); err != nil {
+			return fmt.Errorf("sync the export stream: %w", err)
+		}
+		if w.m.cfg.Fsync {
+			files = eventlog.NewStreamFiles(dir)
+			defer files.Close()
+		}
 	}
 	in, err := w.m.deps.Dialer.Connect(nats.Name("datamesh-export-source"))
 	if err != nil {

@@ -36,11 +36,14 @@ type Config struct {
 	// Transforms are transformers written in Go, by link name; one replaces
 	// its link's expressions.
 	Transforms map[string]Transformer
-	// ExportDir, in fsync mode, returns the directory of the files of an
-	// export stream granted to peer: each copy is fsynced there before the
-	// export moves on (nats-server runs without sync_always; see
-	// eventlog.StreamFiles). Nil in os mode.
+	// ExportDir returns the directory of the files of an export stream
+	// granted to peer (nil: none). nats-server runs without sync_always:
+	// the stream's metadata is fsynced there once it is opened, and in
+	// Fsync mode each batch of copies before the export moves on (see
+	// eventlog.StreamFiles).
 	ExportDir func(peer, stream string) string
+	// Fsync: exports fsync their copies (durability: fsync).
+	Fsync bool
 }
 
 // Mesh runs the node's exports and links. Its workers live from Start

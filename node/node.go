@@ -122,7 +122,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	n.registry = registry.New(js, n.cfg.SubjectPrefix, n.nodeStreamDir(), n.log)
+	n.registry = registry.New(js, n.cfg.SubjectPrefix, n.streamDir, n.cfg.Durability == DurabilityFsync, n.log)
 	n.events = eventlog.New(n.logConfig(), n.nc, n.registry, n.log)
 	if err := n.run(ctx, "log", n.events); err != nil {
 		return err

@@ -51,16 +51,11 @@ func (c Config) backupConfig() backup.Config {
 		Buckets: []string{"KV_" + registry.LinksBucket, "KV_" + registry.Bucket}, Peers: sortedPeers(c)}
 }
 
-// nodeStreamDir maps a stream of the node's account to its directory, in
-// fsync mode, where the node fsyncs what JetStream wrote (JetStream runs
-// without sync_always: docs/performance.md, "Group commit"); nil in os
-// mode.
-func (n *Node) nodeStreamDir() func(stream string) string {
-	if n.cfg.Durability != DurabilityFsync {
-		return nil
-	}
-	return func(stream string) string { return n.srv.StreamDir(embed.NodeAccount, stream) }
-}
+// streamDir maps a stream of the node's account to its directory. JetStream
+// runs without sync_always: the node fsyncs a new stream's metadata in both
+// modes, and in fsync mode every write (docs/performance.md, "Group
+// commit").
+func (n *Node) streamDir(stream string) string { return n.srv.StreamDir(embed.NodeAccount, stream) }
 
 func (n *Node) logConfig() eventlog.Config {
 	c := n.cfg
@@ -70,9 +65,9 @@ func (n *Node) logConfig() eventlog.Config {
 		// A read's JSON reply must stay under max_payload (the last event
 		// may overshoot the bound by its own size).
 		ReadMaxBytes: int(c.maxPayload())/2 - c.MaxEventBytes,
+		Dir:          n.streamDir(c.StreamName), Fsync: c.Durability == DurabilityFsync,
 	}
-	if c.Durability == DurabilityFsync {
-		cfg.SyncDir = n.nodeStreamDir()(c.StreamName)
+	if cfg.Fsync {
 		cfg.OnSync = func(writes int, took time.Duration) {
 			if m := n.syncMetrics.Load(); m != nil {
 				m.CommitGroup(writes, took)
@@ -97,10 +92,8 @@ func (n *Node) projectionConfig() projection.ManagerConfig {
 
 func (n *Node) meshConfig() meshlink.Config {
 	cfg := meshlink.Config{Node: n.cfg.Name, Peers: sortedPeers(n.cfg), MaxEventBytes: n.cfg.MaxEventBytes,
-		Transforms: n.transforms}
-	if n.cfg.Durability == DurabilityFsync {
-		cfg.ExportDir = func(peer, stream string) string { return n.srv.StreamDir(embed.ExportAccount(peer), stream) }
-	}
+		Transforms: n.transforms, Fsync: n.cfg.Durability == DurabilityFsync,
+		ExportDir: func(peer, stream string) string { return n.srv.StreamDir(embed.ExportAccount(peer), stream) }}
 	return cfg
 }
 

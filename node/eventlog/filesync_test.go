@@ -45,7 +45,7 @@ func startLog(t *testing.T, dir string) (*eventlog.Log, *embed.Server) {
 	}
 	t.Cleanup(nc.Close)
 	l := eventlog.New(eventlog.Config{Node: "t", Stream: testStream, SubjectPrefix: "ev", MaxEventBytes: testMaxEvent,
-		DedupWindow: time.Minute, SyncDir: srv.StreamDir(embed.NodeAccount, testStream)}, nc, noContracts{}, hclog.NewNullLogger())
+		DedupWindow: time.Minute, Dir: srv.StreamDir(embed.NodeAccount, testStream), Fsync: true}, nc, noContracts{}, hclog.NewNullLogger())
 	if err := l.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

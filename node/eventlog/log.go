@@ -32,10 +32,14 @@ type Config struct {
 	RequireContracts bool
 	// ReadMaxBytes bounds one page of Read (0: no bound).
 	ReadMaxBytes int
-	// SyncDir, in fsync mode, is the stream's directory: the log answers
-	// a write once it has fsynced it there, sharing each fsync among the
-	// writes waiting for it (Durable). Empty in os mode.
-	SyncDir string
+	// Dir is the stream's directory (embed.Server.StreamDir). Its metadata
+	// is fsynced once at start in both modes: JetStream writes it without
+	// an fsync when sync_always is off, and a stream whose meta.inf is lost
+	// comes back empty after a power loss. "" skips it.
+	Dir string
+	// Fsync: the log answers a write once it has fsynced it in Dir,
+	// sharing each fsync among the writes waiting for it (Durable).
+	Fsync bool
 	// OnSync, if set, is told the writes each fsync made durable and how
 	// long it took (the node's metrics). It must not block.
 	OnSync func(writes int, took time.Duration)
@@ -113,11 +117,13 @@ func (l *Log) Start(ctx context.Context) error {
 	if l.stream, err = l.js.CreateOrUpdateStream(ctx, l.streamConfig()); err != nil {
 		return fmt.Errorf("create event stream %s: %w", l.cfg.Stream, err)
 	}
-	if l.cfg.SyncDir != "" {
-		l.durable = NewDurable(NewStreamFiles(l.cfg.SyncDir), l.cfg.OnSync, l.log)
+	if l.cfg.Dir != "" {
 		// The stream's metadata and directories, before the first append.
-		if err := l.durable.Wait(ctx); err != nil {
+		if err := SyncTree(l.cfg.Dir); err != nil {
 			return fmt.Errorf("sync event stream %s: %w", l.cfg.Stream, err)
+		}
+		if l.cfg.Fsync {
+			l.durable = NewDurable(NewStreamFiles(l.cfg.Dir), l.cfg.OnSync, l.log)
 		}
 	}
 	l.appends, err = jetstream.New(l.nc, jetstream.WithPublishAsyncTimeout(DefaultAppendTimeout),

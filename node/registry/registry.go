@@ -39,9 +39,11 @@ type Registry struct {
 	js     jetstream.JetStream
 	prefix string
 	log    hclog.Logger
-	// syncDir, in fsync mode, maps a bucket's stream to its directory: a
-	// write is fsynced there before it returns. Nil in os mode.
-	syncDir func(stream string) string
+	// streamDir maps a bucket's stream to its directory (nil: none), where
+	// the stream's metadata is fsynced at start and, with fsync, each
+	// write before it returns.
+	streamDir func(stream string) string
+	fsync     bool
 
 	kv    jetstream.KeyValue // Bucket
 	links jetstream.KeyValue // LinksBucket
@@ -51,12 +53,12 @@ type Registry struct {
 }
 
 // New returns a registry on js; subjectPrefix is the log's, for catalog
-// entries. syncDir, in fsync mode, gives the directory of a bucket's stream
-// (nil in os mode): each write is fsynced before it returns, as JetStream
-// runs without sync_always. Start opens the buckets and loads the
-// contracts.
-func New(js jetstream.JetStream, subjectPrefix string, syncDir func(stream string) string, logger hclog.Logger) *Registry {
-	return &Registry{js: js, prefix: subjectPrefix, syncDir: syncDir, log: logger.Named("registry"),
+// entries. streamDir gives the directory of a bucket's stream: JetStream
+// runs without sync_always, so the node fsyncs the buckets' metadata at
+// start and, with fsync, each write before it returns. Start opens the
+// buckets and loads the contracts.
+func New(js jetstream.JetStream, subjectPrefix string, streamDir func(stream string) string, fsync bool, logger hclog.Logger) *Registry {
+	return &Registry{js: js, prefix: subjectPrefix, streamDir: streamDir, fsync: fsync, log: logger.Named("registry"),
 		contracts: map[string][]*schemas.Validator{}}
 }
 
@@ -79,12 +81,14 @@ func (r *Registry) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", LinksBucket, err)
 	}
-	if r.syncDir != nil {
-		r.kv, r.links = r.synced(r.kv, Bucket), r.synced(r.links, LinksBucket)
+	if r.streamDir != nil {
 		for _, bucket := range []string{Bucket, LinksBucket} {
-			if err := eventlog.SyncTree(r.syncDir("KV_" + bucket)); err != nil {
+			if err := eventlog.SyncTree(r.streamDir("KV_" + bucket)); err != nil {
 				return fmt.Errorf("sync %s: %w", bucket, err)
 			}
+		}
+		if r.fsync {
+			r.kv, r.links = r.synced(r.kv, Bucket), r.synced(r.links, LinksBucket)
 		}
 	}
 	return r.loadContracts(ctx)

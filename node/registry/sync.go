@@ -20,7 +20,7 @@ type syncedKV struct {
 }
 
 func (r *Registry) synced(kv jetstream.KeyValue, bucket string) jetstream.KeyValue {
-	return syncedKV{KeyValue: kv, dir: r.syncDir("KV_" + bucket)}
+	return syncedKV{KeyValue: kv, dir: r.streamDir("KV_" + bucket)}
 }
 
 func (kv syncedKV) sync(err error) error {
