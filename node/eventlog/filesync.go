@@ -25,7 +25,10 @@ import (
 type StreamFiles struct {
 	dir string // the stream's directory
 
-	mu      sync.Mutex
+	// mu: fsyncs of the open block run under its read lock, so that
+	// several run at once (Durable's workers); opening and moving to a new
+	// block take the write lock.
+	mu      sync.RWMutex
 	fd      *os.File // the last block, kept open
 	blk     uint64   // its number
 	treeSet bool     // the whole tree was synced once
@@ -36,7 +39,31 @@ type StreamFiles struct {
 func NewStreamFiles(dir string) *StreamFiles { return &StreamFiles{dir: dir} }
 
 // Sync makes every write the stream acknowledged before the call durable.
+// Calls may overlap: the file system then commits them together.
 func (s *StreamFiles) Sync() error {
+	s.mu.RLock()
+	if s.fd != nil && !s.sealed() {
+		err := s.fd.Sync()
+		s.mu.RUnlock()
+		if err != nil {
+			return fmt.Errorf("fsync %s: %w", s.fd.Name(), err)
+		}
+		return nil
+	}
+	s.mu.RUnlock()
+	return s.syncSwitching()
+}
+
+// sealed reports whether the open block has a successor (or whether that
+// could not be told).
+func (s *StreamFiles) sealed() bool {
+	_, err := os.Stat(s.blockPath(s.blk + 1))
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// syncSwitching is Sync when there is no block open yet or the open one
+// is sealed: it opens the last one, syncing those it leaves behind.
+func (s *StreamFiles) syncSwitching() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.treeSet {
