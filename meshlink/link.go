@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -147,7 +148,7 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 		return fmt.Errorf("read export %s of %s: %w", w.spec.Export, w.spec.Peer, err)
 	}
 	w.setState(LinkImporting, "")
-	return w.importLoop(ctx, ljs, local, remote, st, cons)
+	return w.importLoop(ctx, ljs, remote, st, cons)
 }
 
 // openExport finds the export stream across the leafnode (JetStream
@@ -188,7 +189,7 @@ func (w *linkWorker) begin(ctx context.Context, st jetstream.Stream) (Checkpoint
 }
 
 // importLoop reads the export and imports what arrives, batch by batch.
-func (w *linkWorker) importLoop(ctx context.Context, ljs jetstream.JetStream, local, remote *nats.Conn, st jetstream.Stream, cons jetstream.Consumer) error {
+func (w *linkWorker) importLoop(ctx context.Context, ljs jetstream.JetStream, remote *nats.Conn, st jetstream.Stream, cons jetstream.Consumer) error {
 	var headAt, idleSince time.Time
 	for ctx.Err() == nil {
 		if time.Since(headAt) >= time.Second {
@@ -215,7 +216,7 @@ func (w *linkWorker) importLoop(ctx context.Context, ljs jetstream.JetStream, lo
 			continue
 		}
 		idleSince = time.Time{}
-		if err := w.importBatch(ctx, ljs, local, msgs); err != nil {
+		if err := w.importBatch(ctx, ljs, msgs); err != nil {
 			return err
 		}
 	}
@@ -244,11 +245,11 @@ func (w *linkWorker) refreshHead(ctx context.Context, nc *nats.Conn, st jetstrea
 }
 
 // importBatch transforms and appends one batch, then moves the checkpoint.
-func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, msgs []jetstream.Msg) error {
+func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, msgs []jetstream.Msg) error {
 	w.mu.Lock()
 	cp := w.cp
 	w.mu.Unlock()
-	var pending []*nats.Msg
+	var pending []imported
 	var filtered, dead uint64
 	var lastTime time.Time
 	for _, msg := range msgs {
@@ -273,7 +274,7 @@ func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc
 		case err != nil:
 			if w.spec.OnErrorPolicy() == OnErrorStop {
 				// Append what came before, so the link stops exactly at seq.
-				if e := w.appendImported(ctx, js, nc, pending, &cp); e != nil {
+				if _, e := w.appendImported(ctx, js, pending, &cp); e != nil {
 					return e
 				}
 				return &linkStop{seq: seq, err: err}
@@ -286,13 +287,15 @@ func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc
 		case m == nil:
 			filtered++
 		default:
-			pending = append(pending, m)
+			pending = append(pending, imported{out: m, src: msg, seq: seq, originSeq: originSeq})
 		}
 		cp.ExportSeq, cp.OriginSeq = seq, originSeq
 	}
-	if err := w.appendImported(ctx, js, nc, pending, &cp); err != nil {
+	refused, err := w.appendImported(ctx, js, pending, &cp)
+	if err != nil {
 		return err
 	}
+	dead += refused
 	now := time.Now()
 	// The checkpoint is written at most every checkpointEvery (each write
 	// is an fsync): recover finds the batches appended since in the log.
@@ -302,7 +305,7 @@ func (w *linkWorker) importBatch(ctx context.Context, js jetstream.JetStream, nc
 		}
 		w.savedAt = now
 	}
-	w.advance(cp, len(pending), filtered, dead, lastTime, now)
+	w.advance(cp, len(pending)-int(refused), filtered, dead, lastTime, now)
 	return nil
 }
 
@@ -366,21 +369,63 @@ func (w *linkWorker) transform(subject string, h nats.Header, data []byte, seq, 
 	return m, nil
 }
 
-// appendImported appends msgs to the log as atomic batches, waits until
-// they are durable (fsync mode: group commit with the node's appends), and
-// records the last local seq in cp.
-func (w *linkWorker) appendImported(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, msgs []*nats.Msg, cp *Checkpoint) error {
-	for len(msgs) > 0 {
-		n := eventlog.ChunkLen(msgs)
-		seq, err := eventlog.PublishAtomic(ctx, js, nc, msgs[:n])
-		if err != nil {
-			return fmt.Errorf("append imported events: %w", err)
+// imported is one event to append: the message for the log, and the
+// exported message, export seq and owner seq it comes from.
+type imported struct {
+	out            *nats.Msg
+	src            jetstream.Msg
+	seq, originSeq uint64
+}
+
+// appendImported appends the events to the log, pipelined, waits until
+// they are durable (fsync mode: group commit with the node's own appends),
+// and records the last local seq in cp. No atomic batch: exactly once rests
+// on the recovery scan of Dm-Link-Seq (and each event's Nats-Msg-Id), and
+// an atomic batch costs a staging file per batch on a one-replica stream
+// (docs/performance.md). JetStream stores pipelined messages in order, so
+// what a failure leaves is a stored prefix, which a retry resumes after;
+// unless the log refused an event and stored a later one (a storage limit
+// hit by a large event but not by a small one): then each refused event is
+// written again, alone, and if the log refuses it again it becomes a dead
+// letter (refused counts them), so that resuming after the later ones
+// loses nothing silently.
+func (w *linkWorker) appendImported(ctx context.Context, js jetstream.JetStream, items []imported, cp *Checkpoint) (refused uint64, err error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	msgs := make([]*nats.Msg, len(items))
+	for i, it := range items {
+		msgs[i] = it.out
+	}
+	seqs, errs := eventlog.PublishPipelined(ctx, js, msgs)
+	failed := -1
+	for i, err := range errs {
+		if err == nil {
+			cp.LocalSeq = max(cp.LocalSeq, seqs[i])
+		} else if failed < 0 {
+			failed = i
 		}
-		cp.LocalSeq = seq
-		msgs = msgs[n:]
+	}
+	if failed >= 0 && !slices.ContainsFunc(errs[failed:], func(err error) bool { return err == nil }) {
+		return 0, fmt.Errorf("append imported events: %w", errs[failed])
+	}
+	for i, e := range errs {
+		if e == nil {
+			continue
+		}
+		ack, err := js.PublishMsg(ctx, items[i].out)
+		if err == nil {
+			cp.LocalSeq = max(cp.LocalSeq, ack.Sequence)
+			continue
+		}
+		if _, err := w.recordDeadLetter(ctx, items[i].src, items[i].seq, items[i].originSeq,
+			fmt.Errorf("the log refused the imported event: %w", err)); err != nil {
+			return refused, err
+		}
+		refused++
 	}
 	if err := w.m.deps.Log.Sync(ctx); err != nil {
-		return fmt.Errorf("append imported events: %w", err)
+		return refused, fmt.Errorf("append imported events: %w", err)
 	}
-	return nil
+	return refused, nil
 }

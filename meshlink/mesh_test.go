@@ -216,6 +216,49 @@ func testDeadLetters(t *testing.T, f *fixture, m *meshlink.Mesh) {
 	}
 }
 
+// An imported event the log refuses while it stores later events of the
+// same pipelined batch is written again alone, and, refused again, becomes
+// a dead letter: resuming after the later ones must not lose it silently.
+func TestMeshImportRefusedInTheMiddleBecomesADeadLetter(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	// The log refuses a second message on a subject (a limit a stream of
+	// this node never has, set here to make the log refuse one event).
+	st, err := f.js.Stream(ctx, "EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgsPerSubject, cfg.DiscardNewPerSubject = 1, true
+	if _, err := f.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.appendEvent("order", "copy-o-2", "OrderCopied", `{}`) // what o-2's import collides with
+	for i := 1; i <= 6; i++ {
+		f.appendEvent("order", fmt.Sprintf("o-%d", i), "OrderPlaced", `{"total":1}`)
+	}
+	m := f.start()
+	if err := m.Commit(ctx, []*meshlink.Export{f.export}, []*meshlink.Link{f.link}); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	waitFor(t, "link caught up", func() error {
+		if l := linkStatus(m); l.ExportSeq != 7 || l.Imported != 6 || l.DeadLetters != 1 {
+			return fmt.Errorf("got %+v", l)
+		}
+		return nil
+	})
+	got := f.imported()
+	for _, seq := range []uint64{1, 2, 4, 5, 6, 7} { // origin seqs: copy-o-2 is 1, o-2 is 3
+		if _, ok := got[seq]; !ok {
+			t.Errorf("origin seq %d not imported", seq)
+		}
+	}
+	page, _, err := m.DeadLetters(ctx, "in", 0, 10)
+	if err != nil || len(page) != 1 || page[0].ID != "o-2" || !strings.Contains(page[0].Error, "the log refused the imported event") {
+		t.Fatalf("dead letters: got %+v, %v", page, err)
+	}
+}
+
 func TestMeshRecoversAfterACrash(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()

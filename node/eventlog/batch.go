@@ -53,22 +53,10 @@ func unstage(msgs []*nats.Msg) {
 	}
 }
 
-// ChunkLen is how many of msgs go in the next atomic batch: at most
-// MaxBatch messages and MaxBatchBytes of data (at least one).
-func ChunkLen(msgs []*nats.Msg) int {
-	n, size := 0, 0
-	for n < len(msgs) && n < MaxBatch && (n == 0 || size+len(msgs[n].Data) <= MaxBatchBytes) {
-		size += len(msgs[n].Data)
-		n++
-	}
-	return n
-}
-
 // PublishAtomic stores msgs (at most MaxBatch) as one atomic batch on the
 // stream js writes to, and returns the last seq. A batch refused because
 // some ids are stored already (a retry after a crash) is written again one
-// by one, the stored ones acknowledged as duplicates. Used where one writer
-// moves events in batches: link imports and export copies.
+// by one, the stored ones acknowledged as duplicates.
 func PublishAtomic(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, msgs []*nats.Msg) (uint64, error) {
 	if len(msgs) == 1 {
 		ack, err := js.PublishMsg(ctx, msgs[0])
@@ -134,4 +122,34 @@ func PublishChain(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg,
 		}
 	}
 	return stored, pubErr
+}
+
+// PublishPipelined publishes msgs to the stream js writes to, every one in
+// flight at once, and returns each one's seq or error. JetStream stores
+// them in order; a message it refused does not stop the ones after it.
+func PublishPipelined(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) (seqs []uint64, errs []error) {
+	seqs, errs = make([]uint64, len(msgs)), make([]error, len(msgs))
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		if futures[i], errs[i] = js.PublishMsgAsync(m); errs[i] != nil {
+			for j := i + 1; j < len(msgs); j++ {
+				errs[j] = errs[i]
+			}
+			break
+		}
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			seqs[i] = ack.Sequence
+		case err := <-f.Err():
+			errs[i] = err
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return seqs, errs
 }
