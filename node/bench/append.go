@@ -45,12 +45,16 @@ func runAppends(ctx context.Context, o Options, durability string, want func(str
 		return nil, err
 	}
 	defer e.stop(true)
-	raw, err := startRaw(durability)
-	if err != nil {
-		return nil, err
+	rawConn := e.nc // os mode: the raw figures on the node's own server
+	if durability == node.DurabilityFsync {
+		raw, err := startRaw()
+		if err != nil {
+			return nil, err
+		}
+		defer raw.stop()
+		rawConn = raw.nc
 	}
-	defer raw.stop()
-	js, err := prepareAppends(ctx, o, e, raw)
+	js, err := prepareAppends(ctx, o, e, rawConn)
 	if err != nil {
 		return nil, err
 	}
@@ -89,14 +93,14 @@ func runAppends(ctx context.Context, o Options, durability string, want func(str
 	return results, nil
 }
 
-// prepareAppends applies the bench contract and creates, on the raw server,
-// the RAW stream the raw figures publish to, with the node's dedup window
-// so that message ids cost the same on both sides.
-func prepareAppends(ctx context.Context, o Options, e *env, raw *rawServer) (jetstream.JetStream, error) {
+// prepareAppends applies the bench contract and creates, on the server of
+// raw, the RAW stream the raw figures publish to, with the node's dedup
+// window so that message ids cost the same on both sides.
+func prepareAppends(ctx context.Context, o Options, e *env, raw *nats.Conn) (jetstream.JetStream, error) {
 	if _, err := e.c.Apply([]byte(benchContract), false); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(raw.nc, jetstream.WithPublishAsyncMaxPending(o.Sizes.InFlight))
+	js, err := jetstream.New(raw, jetstream.WithPublishAsyncMaxPending(o.Sizes.InFlight))
 	if err != nil {
 		return nil, err
 	}

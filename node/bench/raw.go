@@ -7,30 +7,28 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-
-	"github.com/datamesh/datamesh/node"
 )
 
-// rawServer is the plain nats-server the raw append figures are measured
-// on: the same version as the node's, in the same process, with JetStream
-// as a user would run it for the same promise: sync_always in fsync mode
-// (JetStream's own way to fsync each write before its ack), the default
-// lazy fsync in os mode. A server of its own, because the node runs its
-// server without sync_always in both modes (it owns the fsync: see
-// docs/performance.md).
+// rawServer is the plain nats-server the raw fsync-mode append figures are
+// measured on: the same version as the node's, in the same process, with
+// sync_always, JetStream's own way to keep the same promise (each write
+// fsynced before its ack). A server of its own, because the node runs its
+// server without sync_always (it owns the fsync: see docs/performance.md).
+// The os-mode raw figures are measured on the node's own server, as
+// before.
 type rawServer struct {
 	srv *server.Server
 	nc  *nats.Conn
 	dir string
 }
 
-func startRaw(durability string) (*rawServer, error) {
+func startRaw() (*rawServer, error) {
 	dir, err := os.MkdirTemp("", "datamesh-bench-raw-*")
 	if err != nil {
 		return nil, err
 	}
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
-		SyncAlways: durability == node.DurabilityFsync, NoSigs: true, NoLog: true})
+		SyncAlways: true, NoSigs: true, NoLog: true})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
