@@ -147,7 +147,7 @@ func TestAlertRules(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"DataMeshProjectionStalled", "DataMeshLinkLagging", "DataMeshDeadLettersGrowing", "DataMeshStorageNearLimit"}
+	want := []string{"DataMeshProjectionStalled", "DataMeshLinkLagging", "DataMeshDeadLettersGrowing", "DataMeshStorageNearLimit", "DataMeshFsyncSlow"}
 	if strings.Join(alerts, ",") != strings.Join(want, ",") {
 		t.Errorf("got alerts %v, want %v", alerts, want)
 	}
