@@ -44,7 +44,7 @@ func (w *linkWorker) recordDeadLetter(ctx context.Context, msg jetstream.Msg, se
 		dl.Data = nil
 	}
 	w.mu.Lock()
-	w.lastError = fmt.Sprintf("export seq %d dead-lettered: %v", seq, cause)
+	w.lastError, w.deadError = fmt.Sprintf("export seq %d dead-lettered: %v", seq, cause), seq
 	w.mu.Unlock()
 	w.log.Warn("event dead-lettered", "export_seq", seq, "error", cause)
 	created, err := w.m.deps.Store.CreateDeadLetter(ctx, dl)
@@ -207,12 +207,29 @@ func (w *linkWorker) replayOne(ctx context.Context, st jetstream.Stream, dl Dead
 	if err := store.DeleteDeadLetter(ctx, w.spec.Name, dl.ExportSeq); err != nil {
 		return unavailable("remove dead letter %d: %v", dl.ExportSeq, err)
 	}
+	w.replayed(dl.ExportSeq, msg != nil)
+	return nil
+}
+
+// replayed updates the status after the dead letter at export seq seq was
+// replayed and removed: one dead letter less, one event more imported
+// (appended) or filtered, and no last error telling of a dead letter that
+// is gone. A removed dead letter counts once, even when an earlier replay
+// cut short had appended its event already.
+func (w *linkWorker) replayed(seq uint64, appended bool) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.dead > 0 { // recover may have counted again meanwhile
 		w.dead--
 	}
-	w.mu.Unlock()
-	return nil
+	if appended {
+		w.imported++
+	} else {
+		w.filtered++
+	}
+	if w.deadError != 0 && (w.deadError == seq || w.dead == 0) {
+		w.lastError, w.deadError = "", 0
+	}
 }
 
 // pickDeadLetters reads the dead letters at seqs, in export order.

@@ -44,8 +44,11 @@ type linkWorker struct {
 	filtered   uint64
 	dead       uint64
 	lastError  string
-	failedAt   uint64
-	savedAt    time.Time // of the checkpoint; only the worker's goroutine uses it
+	// deadError is the export seq of the dead letter lastError tells of
+	// (0: lastError tells of something else), for a replay to clear it.
+	deadError uint64
+	failedAt  uint64
+	savedAt   time.Time // of the checkpoint; only the worker's goroutine uses it
 
 	replayMu sync.Mutex // one replay of dead letters at a time (see Mesh.Replay)
 }
@@ -80,7 +83,7 @@ func (w *linkWorker) run(ctx context.Context) {
 		var stop *linkStop
 		if errors.As(err, &stop) {
 			w.mu.Lock()
-			w.state, w.lastError, w.failedAt = LinkFailed, stop.Error(), stop.seq
+			w.state, w.lastError, w.deadError, w.failedAt = LinkFailed, stop.Error(), 0, stop.seq
 			w.mu.Unlock()
 			w.log.Error("link failed", "export_seq", stop.seq, "error", stop.err)
 			return
@@ -96,7 +99,7 @@ func (w *linkWorker) run(ctx context.Context) {
 func (w *linkWorker) setState(state, lastError string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.state, w.lastError = state, lastError
+	w.state, w.lastError, w.deadError = state, lastError, 0
 }
 
 // linkStop is a transform error under on_error: stop.

@@ -30,8 +30,9 @@ type fixture struct {
 	cfg    meshlink.Config
 	export *meshlink.Export
 	link   *meshlink.Link
-	// allowBad lets the transformer pass orders marked bad.
-	allowBad atomic.Bool
+	// allowBad lets the transformer pass orders marked bad, allowRefuse
+	// those the contract refuses.
+	allowBad, allowRefuse atomic.Bool
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -50,7 +51,7 @@ func newFixture(t *testing.T) *fixture {
 			return in, false, nil
 		case d["bad"] == true && !f.allowBad.Load():
 			return in, false, errors.New("bad order")
-		case d["refuse"] == true:
+		case d["refuse"] == true && !f.allowRefuse.Load():
 			in.Type = "Refused"
 			return in, true, nil
 		}
@@ -213,6 +214,40 @@ func testDeadLetters(t *testing.T, f *fixture, m *meshlink.Mesh) {
 	_, err = m.Replay(ctx, "in", []uint64{4, 99})
 	if !errors.Is(err, meshlink.ErrNotFound) || err.Error() != "link in has no dead letter at export seq [99]" {
 		t.Fatalf("replay of a missing dead letter: got %v", err)
+	}
+	testReplayStatus(t, f, m)
+}
+
+// testReplayStatus checks that a replay shows in the link's status: the
+// events it appends count as imported, and the last error goes once the
+// dead letter it tells of is replayed.
+func testReplayStatus(t *testing.T, f *fixture, m *meshlink.Mesh) {
+	ctx := context.Background()
+	// Export seq 4 still stands: its error stays.
+	if l := linkStatus(m); l.Imported != 2 || l.DeadLetters != 1 || !strings.HasPrefix(l.LastError, "export seq 4 dead-lettered: ") {
+		t.Fatalf("status after replaying export seq 3: got %+v, want imported 2, 1 dead letter, export seq 4's error", l)
+	}
+	f.allowBad.Store(false)
+	f.appendEvent("order", "o-5", "OrderPlaced", `{"total":5,"bad":true}`) // export seq 5, transform error
+	waitFor(t, "export seq 5 dead-lettered", func() error {
+		if l := linkStatus(m); l.ExportSeq != 5 || l.DeadLetters != 2 || l.LastError != "export seq 5 dead-lettered: bad order" {
+			return fmt.Errorf("got %+v", l)
+		}
+		return nil
+	})
+	f.allowBad.Store(true)
+	if r, err := m.Replay(ctx, "in", []uint64{5}); err != nil || !reflect.DeepEqual(r.Replayed, []uint64{5}) {
+		t.Fatalf("replay of export seq 5: got %+v, %v", r, err)
+	}
+	if l := linkStatus(m); l.Imported != 3 || l.DeadLetters != 1 || l.LastError != "" {
+		t.Fatalf("status after replaying the dead letter its error told of: got %+v, want imported 3, 1 dead letter, no error", l)
+	}
+	f.allowRefuse.Store(true)
+	if r, err := m.Replay(ctx, "in", nil); err != nil || !reflect.DeepEqual(r.Replayed, []uint64{4}) {
+		t.Fatalf("replay of export seq 4: got %+v, %v", r, err)
+	}
+	if l := linkStatus(m); l.Imported != 4 || l.DeadLetters != 0 || l.LastError != "" {
+		t.Fatalf("status after replaying every dead letter: got %+v, want imported 4, no dead letter, no error", l)
 	}
 }
 

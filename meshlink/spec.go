@@ -126,8 +126,8 @@ func (s Start) String() string {
 // DecodeExport reads one Export document strictly and validates it.
 func DecodeExport(doc []byte) (*Export, error) {
 	var e Export
-	if err := schemas.DecodeStrict(doc, &e); err != nil {
-		return nil, fmt.Errorf("decode export: %w", err)
+	if err := schemas.DecodeStrictAs(doc, &e, "export"); err != nil {
+		return nil, err
 	}
 	return &e, e.validate(yamlRoot(doc))
 }
@@ -136,8 +136,8 @@ func DecodeExport(doc []byte) (*Export, error) {
 // its transform.
 func DecodeLink(doc []byte) (*Link, error) {
 	var l Link
-	if err := schemas.DecodeStrict(doc, &l); err != nil {
-		return nil, fmt.Errorf("decode link: %w", err)
+	if err := schemas.DecodeStrictAs(doc, &l, "link"); err != nil {
+		return nil, err
 	}
 	return &l, l.validate(yamlRoot(doc))
 }

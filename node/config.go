@@ -148,14 +148,16 @@ func DefaultName() string {
 	return h
 }
 
-// LoadConfigFile overlays the YAML file at path onto cfg. Unknown keys are errors.
+// LoadConfigFile overlays the YAML file at path onto cfg. Unknown keys are
+// errors, which name the file and the line: `node.yaml:3:1: unknown field
+// "listn" in config (did you mean "listen"?)`.
 func LoadConfigFile(cfg *Config, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	if err := schemas.DecodeStrict(b, cfg); err != nil {
-		return fmt.Errorf("parse config %s: %w", path, err)
+	if err := schemas.DecodeStrictAs(b, cfg, "config"); err != nil {
+		return schemas.InFile(err, path)
 	}
 	return nil
 }
@@ -244,4 +246,13 @@ func sortedPeers(cfg Config) []string {
 	}
 	sort.Strings(peers)
 	return peers
+}
+
+// listeners are the addresses the node listens on, for embed.CheckListen.
+func (c Config) listeners() []embed.Listener {
+	return []embed.Listener{
+		{Setting: "listen", Flag: "--listen", Addr: c.Listen},
+		{Setting: "leaf_listen", Flag: "--leaf-listen", Addr: c.LeafListen},
+		{Setting: "http", Flag: "--http", Addr: c.HTTP},
+	}
 }

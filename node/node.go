@@ -65,6 +65,7 @@ type Node struct {
 	//     fsync mode, for their fsync)
 	//   → the node's connection (drained) → the server.
 	started   []namedPart
+	up        bool // Start succeeded: Close logs that the node stopped
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -101,11 +102,15 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return err
 	}
+	n.up = true
 	n.log.Info("node ready", "client_url", n.ClientURL(), "monitor", n.MonitorURL(), "domain", n.cfg.Name)
 	return nil
 }
 
 func (n *Node) start(ctx context.Context) error {
+	if err := embed.CheckListen(n.cfg.listeners()...); err != nil {
+		return err
+	}
 	srv, err := embed.New(n.cfg.serverConfig(), n.log)
 	if err != nil {
 		return err
@@ -191,7 +196,9 @@ func (n *Node) Close() error {
 			}
 		}
 		n.closeErr = errors.Join(errs...)
-		n.log.Info("node stopped")
+		if n.up {
+			n.log.Info("node stopped")
+		}
 	})
 	return n.closeErr
 }

@@ -118,8 +118,64 @@ func (q *Query) Check(spec *Spec) error {
 				return badQuery("index bounds must be JSON values")
 			}
 		}
+		return checkBoundTypes(spec, f)
 	}
 	return nil
+}
+
+// checkBoundTypes refuses a bound whose JSON type is not the declared type
+// of its index: a string bound on a number index (or the reverse) selects
+// nothing, which an empty answer would hide. An index without a declared
+// type takes any bound.
+func checkBoundTypes(spec *Spec, f *Filter) error {
+	ix := spec.Indexes[f.Index]
+	if ix.Type == "" {
+		return nil
+	}
+	bounds := []struct {
+		name string
+		v    json.RawMessage
+	}{{"eq", f.Eq}, {"gt", f.Gt}, {"gte", f.Gte}, {"lt", f.Lt}, {"lte", f.Lte}}
+	for _, b := range bounds {
+		if len(b.v) == 0 {
+			continue
+		}
+		if got := jsonType(b.v); got != ix.Type {
+			return badQuery("projection %s: index %s has type %s: %s %s is %s, not a %s",
+				spec.Name, f.Index, ix.Type, b.name, b.v, article(got), ix.Type)
+		}
+	}
+	return nil
+}
+
+// jsonType names the type of a valid JSON value: string, number, boolean,
+// null, array or object.
+func jsonType(v json.RawMessage) string {
+	switch r := gjson.ParseBytes(v); {
+	case r.Type == gjson.String:
+		return "string"
+	case r.Type == gjson.Number:
+		return "number"
+	case r.Type == gjson.True || r.Type == gjson.False:
+		return "boolean"
+	case r.Type == gjson.Null:
+		return "null"
+	case r.IsArray():
+		return "array"
+	default:
+		return "object"
+	}
+}
+
+func article(typ string) string {
+	switch typ {
+	case "null":
+		return "null"
+	case "array", "object":
+		return "an " + typ
+	default:
+		return "a " + typ
+	}
 }
 
 // Run answers q (already checked) from the store.

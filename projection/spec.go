@@ -86,8 +86,8 @@ var (
 // its expressions. Errors name the YAML line where they can.
 func Decode(doc []byte) (*Spec, error) {
 	var s Spec
-	if err := schemas.DecodeStrict(doc, &s); err != nil {
-		return nil, fmt.Errorf("decode projection: %w", err)
+	if err := schemas.DecodeStrictAs(doc, &s, "projection"); err != nil {
+		return nil, err
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(doc, &root); err != nil {

@@ -13,7 +13,7 @@ type Status struct {
 	LagEvents   uint64   `json:"lag_events"`
 	LagSeconds  float64  `json:"lag_seconds"`
 	Rate        float64  `json:"events_per_second"`
-	Progress    float64  `json:"progress"`              // applied/head, 0..1
+	Progress    float64  `json:"progress"`              // the source's events applied / the source's events, 0..1
 	ETASeconds  float64  `json:"eta_seconds,omitempty"` // while building, at the current rate
 	Documents   int      `json:"documents"`
 	FileBytes   int64    `json:"file_bytes"`
@@ -22,8 +22,17 @@ type Status struct {
 	LastError   string   `json:"last_error,omitempty"`
 }
 
-// Status reports the worker's state and figures; head is the stream's last seq.
+// Status reports the worker's state and figures; head is the stream's last
+// seq. Progress and, for a version that is not live, LagEvents count the
+// events of the projection's own source, not the whole log.
 func (w *Worker) Status(head uint64) Status {
+	s := w.figures(head)
+	w.progress(&s) // asks the server: not under w.mu
+	return s
+}
+
+// figures is the status but for the progress, from what the worker keeps.
+func (w *Worker) figures(head uint64) Status {
 	st := w.store.Stats()
 	now := time.Now()
 	w.mu.Lock()
@@ -38,13 +47,6 @@ func (w *Worker) Status(head uint64) Status {
 		s.LagEvents = 0
 	} else if !w.lastTime.IsZero() {
 		s.LagSeconds = now.Sub(w.lastTime).Seconds()
-	}
-	s.Progress = 1
-	if head > 0 && s.State != StateLive {
-		s.Progress = min(1, float64(s.Applied)/float64(head))
-	}
-	if s.State == StateBuilding && s.Rate > 0 {
-		s.ETASeconds = float64(s.LagEvents) / s.Rate
 	}
 	return s
 }

@@ -64,6 +64,7 @@ type Worker struct {
 	aggregates map[string]bool
 
 	applied atomic.Uint64
+	count   sourceCount // the source's events, for Status
 
 	mu        sync.Mutex
 	state     string

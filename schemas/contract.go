@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -39,17 +37,14 @@ type Contract struct {
 	Schema json.RawMessage `json:"schema"`
 }
 
-// contractFields are the JSON names Contract accepts, matched exactly:
-// encoding/json alone would also take "Name" or "SCHEMA".
-var contractFields = jsonFieldNames(reflect.TypeFor[Contract]())
-
 // DecodeContract reads one YAML or JSON document strictly (an unknown field
 // is an error that names it, and field names are case-sensitive) and
-// validates it, schema compilation included.
+// validates it, schema compilation included. A document that does not
+// decode is a *DecodeError with its line.
 func DecodeContract(doc []byte) (*Contract, error) {
 	j, err := YAMLToJSON(doc)
 	if err != nil {
-		return nil, fmt.Errorf("decode contract: %w", err)
+		return nil, err
 	}
 	j = bytes.TrimSpace(j)
 	switch {
@@ -58,23 +53,9 @@ func DecodeContract(doc []byte) (*Contract, error) {
 	case len(j) == 0 || j[0] != '{':
 		return nil, errors.New("decode contract: the document is not a mapping of fields")
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(j, &fields); err != nil {
-		return nil, fmt.Errorf("decode contract: %w", err)
-	}
-	var unknown []string
-	for k := range fields {
-		if !contractFields[k] {
-			unknown = append(unknown, strconv.Quote(k))
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return nil, fmt.Errorf("decode contract: unknown field %s", strings.Join(unknown, ", "))
-	}
 	var c Contract
-	if err := DecodeStrict(j, &c); err != nil {
-		return nil, fmt.Errorf("decode contract: %w", err)
+	if err := DecodeStrictAs(doc, &c, "contract"); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -203,16 +184,4 @@ func canonical(raw json.RawMessage) ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(v)
-}
-
-// jsonFieldNames returns the JSON names of t's fields.
-func jsonFieldNames(t reflect.Type) map[string]bool {
-	names := map[string]bool{}
-	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name != "" && name != "-" {
-			names[name] = true
-		}
-	}
-	return names
 }

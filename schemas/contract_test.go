@@ -104,10 +104,10 @@ func TestDecodeContractRefusals(t *testing.T) {
 		name, doc string
 		want      string // the whole message
 	}{
-		{"unknown field", base + "sheme: {}\n", `decode contract: unknown field "sheme"`},
-		{"unknown fields", base + "zz: 1\nowners: [a]\n", `decode contract: unknown field "owners", "zz"`},
-		{"field name in the wrong case", edit("name: A", "Name: A"), `decode contract: unknown field "Name"`},
-		{"unknown field in JSON", `{"kind":"EventType","name":"A","aggregate":"x","version":1,"schema":{},"tags":[]}`, `decode contract: unknown field "tags"`},
+		{"unknown field", base + "sheme: {}\n", `line 6, column 1: unknown field "sheme" in contract (did you mean "schema"?)`},
+		{"unknown fields", base + "zz: 1\nowners: [a]\n", `line 6, column 1: unknown field "zz" in contract`},
+		{"field name in the wrong case", edit("name: A", "Name: A"), `line 2, column 1: unknown field "Name" in contract (did you mean "name"?)`},
+		{"unknown field in JSON", `{"kind":"EventType","name":"A","aggregate":"x","version":1,"schema":{},"tags":[]}`, `line 1, column 72: unknown field "tags" in contract`},
 		{"wrong kind", edit("EventType", "Projection"), `contract "x.A": kind must be EventType, got "Projection"`},
 		{"missing kind", edit("kind: EventType\n", ""), `contract "x.A": kind is required (want EventType)`},
 		{"name with a dot", edit("name: A", "name: A.B"), `contract "x.A.B": name "A.B" must be one NATS subject token (no '.', '*', '>' or whitespace)`},
@@ -117,15 +117,15 @@ func TestDecodeContractRefusals(t *testing.T) {
 		{"missing aggregate", edit("aggregate: x\n", ""), `contract ".A": aggregate is required`},
 		{"version 0", edit("version: 1", "version: 0"), `contract "x.A": version must be >= 1, got 0`},
 		{"negative version", edit("version: 1", "version: -3"), `contract "x.A": version must be >= 1, got -3`},
-		{"version not a number", edit("version: 1", "version: one"), `decode contract: json: cannot unmarshal string into Go struct field Contract.version of type int`},
+		{"version not a number", edit("version: 1", "version: one"), `line 4, column 10: version: want an integer, got "one"`},
 		{"missing schema", edit("schema: {type: object}\n", ""), `contract "x.A": schema is required`},
 		{"null schema", edit("{type: object}", "null"), `contract "x.A": schema is required`},
 		{"several problems", "kind: EventType\nname: a.b\nversion: 0\n",
 			`contract ".a.b": name "a.b" must be one NATS subject token (no '.', '*', '>' or whitespace); aggregate is required; version must be >= 1, got 0; schema is required`},
 		{"empty document", "# nothing\n", `decode contract: empty document`},
 		{"list, not mapping", "- kind: EventType\n", `decode contract: the document is not a mapping of fields`},
-		{"two documents", base + "---\n" + base, `decode contract: more than one YAML document: give one resource at a time`},
-		{"duplicate field", base + "version: 2\n", "decode contract: yaml: unmarshal errors:\n  line 6: mapping key \"version\" already defined at line 4"},
+		{"two documents", base + "---\n" + base, `line 6: more than one YAML document: give one resource at a time`},
+		{"duplicate field", base + "version: 2\n", `line 6: mapping key "version" already defined at line 4`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,34 +10,28 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// DecodeStrict decodes one YAML (1.2) or JSON document into v through its
-// JSON tags, refusing unknown fields. YAML 1.2 matters for schemas: under
-// YAML 1.1 rules a property named y or n would become a boolean key.
-//
-// It lives here because contracts were its first user; node and projection
-// decode their resources and configuration with it too.
-func DecodeStrict(doc []byte, v any) error {
-	j, err := YAMLToJSON(doc)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(j))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
-
 // YAMLToJSON converts one YAML document to JSON; an empty document is
 // "null". A stream of several documents is refused rather than cut to its
 // first. Timestamps stay the text they were written as: YAML would turn
 // "2024-01-01" into a time, and a schema's const or enum would change.
+// Errors are *DecodeError, with the line where YAML gives one.
 func YAMLToJSON(doc []byte) ([]byte, error) {
+	root, err := parseYAML(doc)
+	if err != nil {
+		return nil, err
+	}
+	return nodeJSON(root)
+}
+
+// parseYAML reads the one document of doc; nil if it is empty.
+func parseYAML(doc []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return []byte("null"), nil
+			return nil, nil
 		}
-		return nil, err
+		return nil, yamlError(err)
 	}
 	for {
 		var more yaml.Node
@@ -46,20 +40,28 @@ func YAMLToJSON(doc []byte) ([]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, yamlError(err)
 		}
 		if !emptyDocument(&more) {
-			return nil, errors.New("more than one YAML document: give one resource at a time")
+			return nil, &DecodeError{Line: more.Line, Msg: "more than one YAML document: give one resource at a time"}
 		}
 	}
 	timestampsAsText(&root)
+	return &root, nil
+}
+
+// nodeJSON is the JSON of n; "null" for nil.
+func nodeJSON(n *yaml.Node) ([]byte, error) {
+	if n == nil {
+		return []byte("null"), nil
+	}
 	var v any
-	if err := root.Decode(&v); err != nil {
-		return nil, err
+	if err := n.Decode(&v); err != nil {
+		return nil, yamlError(err)
 	}
 	j, err := json.Marshal(jsonable(v))
 	if err != nil {
-		return nil, fmt.Errorf("yaml to json: %w", err)
+		return nil, &DecodeError{Line: n.Line, Column: n.Column, Msg: "yaml to json: " + plain(err)}
 	}
 	return j, nil
 }

@@ -32,9 +32,9 @@ func TestYAMLToJSON(t *testing.T) {
 
 func TestYAMLToJSONRefusals(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
-		{"two documents", "a: 1\n---\nb: 2\n", "more than one YAML document: give one resource at a time"},
-		{"not YAML", "a: [", "yaml: line 1: did not find expected node content"},
-		{"NaN", "a: .nan", "yaml to json: json: unsupported value: NaN"},
+		{"two documents", "a: 1\n---\nb: 2\n", "line 2: more than one YAML document: give one resource at a time"},
+		{"not YAML", "a: [", "line 1: did not find expected node content"},
+		{"NaN", "a: .nan", "line 1, column 1: yaml to json: unsupported value: NaN"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,7 +57,7 @@ func TestDecodeStrict(t *testing.T) {
 	if v.Name != "a" || v.Count != 3 {
 		t.Fatalf("got %+v, want name a, count 3", v)
 	}
-	const want = `json: unknown field "cont"`
+	const want = `line 2, column 1: unknown field "cont" (did you mean "count"?)`
 	if err := schemas.DecodeStrict([]byte("name: a\ncont: 3\n"), &v); err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)
 	}

@@ -18,14 +18,20 @@ func newAppendCmd() *cobra.Command {
 		expect int64
 	)
 	cmd := &cobra.Command{
-		Use:   "append AGGREGATE ID TYPE [JSON | @FILE | -]",
+		Use:   "append AGGREGATE ID TYPE [DATA]",
 		Short: "Append one event to an aggregate and print its seq",
+		Long: `append stores one event of type TYPE for the aggregate instance ID.
+DATA is the event's data: inline JSON, @FILE to read it from a file, or -
+to read it from stdin. Without DATA the event's data is {} (an empty
+object), and a note on stderr says so.`,
 		Example: `  datamesh append order o-1 OrderPlaced '{"customer":"c-1","total":30}' --expect 0
   datamesh append order o-1 OrderShipped @shipped.json --id ship-o-1`,
-		Args: cobra.RangeArgs(3, 4),
+		Args: positional("AGGREGATE", "ID", "TYPE", "[DATA]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data := []byte("{}")
-			if len(args) == 4 {
+			if len(args) < 4 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "(no DATA given: the event's data is {})")
+			} else {
 				var err error
 				if data, err = readData(args[3], cmd.InOrStdin()); err != nil {
 					return err

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/datamesh/datamesh/node/resource"
+
 	"github.com/spf13/cobra"
 
 	"github.com/datamesh/datamesh/node/client"
@@ -24,11 +26,15 @@ func newApplyCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR|-",
-		Short: "Apply resources (EventType contracts, Projections) from YAML files",
-		Args:  cobra.NoArgs,
+		Short: "Apply resources (EventType contracts, Projections, Exports, Links) from YAML files",
+		Args:  positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
 				return fmt.Errorf("apply needs -f FILE, DIR or -")
+			}
+			if prom && !wait {
+				return fmt.Errorf("--promote needs --wait: a version can be promoted once it is live (--wait --promote waits, then promotes; " +
+					"or promote it later with datamesh projection promote NAME VERSION, or set promote: auto in the resource)")
 			}
 			body, err := readResources(files, cmd.InOrStdin())
 			if err != nil {
@@ -58,7 +64,7 @@ func newApplyCmd() *cobra.Command {
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "%s/%s v%d %s\n", strings.ToLower(res.Kind), name, res.Version, res.Status)
 				}
-				if wait || prom {
+				if wait {
 					return waitLive(cmd, c, r.Results, prom)
 				}
 				return nil
@@ -69,16 +75,18 @@ func newApplyCmd() *cobra.Command {
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "YAML file, directory of .yaml/.yml files, or - for stdin (repeatable)")
 	cmd.Flags().BoolVar(&force, "force", false, "accept contract changes that break compatibility")
 	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until every applied projection version is live")
-	cmd.Flags().BoolVar(&prom, "promote", false, "with --wait: promote each projection version once it is live")
+	cmd.Flags().BoolVar(&prom, "promote", false, "with --wait: promote each projection version once it is live (refused without --wait)")
 	return cmd
 }
 
 // readResources concatenates the YAML documents of files and directories
-// (sorted by name) into one multi-document stream.
+// (sorted by name) into one multi-document stream. Each file's documents
+// follow a resource.SourceMarker line, so that the node's errors name the
+// file and its lines.
 func readResources(paths []string, stdin io.Reader) ([]byte, error) {
 	var buf bytes.Buffer
-	add := func(b []byte) {
-		buf.WriteString("\n---\n")
+	add := func(name string, b []byte) {
+		buf.WriteString("\n---\n" + resource.SourceMarker + name + "\n")
 		buf.Write(b)
 	}
 	for _, p := range paths {
@@ -87,7 +95,7 @@ func readResources(paths []string, stdin io.Reader) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			add(b)
+			add("stdin", b)
 			continue
 		}
 		st, err := os.Stat(p)
@@ -118,7 +126,7 @@ func readResources(paths []string, stdin io.Reader) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			add(b)
+			add(f, b)
 		}
 	}
 	return buf.Bytes(), nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/datamesh/datamesh/node/client"
 	"github.com/datamesh/datamesh/node/protocol"
@@ -31,7 +32,7 @@ The file is written as FILE.partial and renamed once the node's checksum
 matches what arrived; FILE must not exist. Restore it with datamesh restore.
 See docs/backup.md.`,
 		Example: `  datamesh backup --out orders-$(date +%F).dmbackup`,
-		Args:    cobra.NoArgs,
+		Args:    positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return fmt.Errorf("--out FILE is required")
@@ -125,13 +126,11 @@ func (noBar) Describe(string)   {}
 func (noBar) Set64(int64) error { return nil }
 func (noBar) Finish() error     { return nil }
 
+// isTerminal reports whether w is a terminal: progress bars and screen
+// clearing go only there (a pipe, a file or /dev/null gets plain lines).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // absPath is p made absolute for messages, or p if that fails.

@@ -24,7 +24,7 @@ func newBenchCmd() *cobra.Command {
 		Long: `bench starts fresh nodes in temporary directories, runs each scenario, and
 prints the DataMesh figure, the raw figure measured the same way in the same
 run, their ratio and the target. --quick runs a reduced size.`,
-		Args: cobra.NoArgs,
+		Args: positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o := bench.Options{Sizes: bench.Reference, Only: only, Durabilities: durabilities,
 				Logger: hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.Warn, Output: cmd.ErrOrStderr()})}

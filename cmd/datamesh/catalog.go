@@ -21,7 +21,7 @@ func newCatalogCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "catalog",
 		Short: "Print the node's catalog: event types, projections, exports, links (--mesh: the linked peers' catalogs)",
-		Args:  cobra.NoArgs,
+		Args:  positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cf.with(func(c *client.Client) error {
 				get := c.Catalog

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,14 +30,101 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.timeout, "timeout", client.DefaultTimeout, "how long to wait for the node")
 }
 
-// connect opens a connection to the node; the caller closes it.
+// connect opens a connection to the node; the caller closes it. Its errors
+// say what to check: the node running, the NATS port rather than the HTTP one.
 func (f *clientFlags) connect() (*nats.Conn, *client.Client, error) {
-	nc, err := nats.Connect(f.server, nats.Name("datamesh-cli"), nats.Timeout(f.timeout))
+	if err := checkServerURL(f.server); err != nil {
+		return nil, nil, err
+	}
+	opts := []nats.Option{nats.Name("datamesh-cli"), nats.Timeout(f.timeout)}
+	d := &probeDialer{timeout: f.timeout}
+	if !strings.Contains(strings.ToLower(f.server), "ws") { // websocket clients speak first
+		opts = append(opts, nats.SetCustomDialer(d))
+	}
+	nc, err := nats.Connect(f.server, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", f.server, err)
+		return nil, nil, connectError(f.server, d, err)
 	}
 	return nc, client.New(nc).WithTimeout(f.timeout), nil
 }
+
+const (
+	serverHint   = "(--server / DATAMESH_URL sets the address)"
+	natsPortHint = "--server wants the NATS client port (nats://127.0.0.1:4222 by default)"
+	httpHint     = "that is the HTTP port; " + natsPortHint
+)
+
+// checkServerURL refuses an http:// or https:// --server: the node's HTTP
+// port serves /healthz and metrics, not the API.
+func checkServerURL(server string) error {
+	for _, u := range strings.Split(server, ",") {
+		u = strings.ToLower(strings.TrimSpace(u))
+		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
+			return fmt.Errorf("--server %s: %s", server, httpHint)
+		}
+	}
+	return nil
+}
+
+// connectError is the error for a failed connection, with what to check.
+func connectError(server string, d *probeDialer, err error) error {
+	if d.notNATS != "" {
+		return fmt.Errorf("%s accepted the connection but is not a NATS server (no greeting): is it the HTTP port? %s",
+			d.notNATS, natsPortHint)
+	}
+	if d.dialErr != nil || errors.Is(err, nats.ErrNoServers) {
+		cause := d.dialErr
+		var op *net.OpError
+		if errors.As(cause, &op) {
+			cause = op.Err
+		}
+		if cause == nil {
+			cause = err
+		}
+		return fmt.Errorf("cannot reach a DataMesh node at %s (%v): is `datamesh node` running? %s", server, cause, serverHint)
+	}
+	return fmt.Errorf("connect to %s: %w %s", server, err, serverHint)
+}
+
+// greetTimeout is how long a server may take to greet: a NATS server sends
+// its INFO as soon as it accepts a connection.
+const greetTimeout = 3 * time.Second
+
+// probeDialer dials for the NATS client and keeps what went wrong, which
+// nats.ErrNoServers hides: the dial error, or an address that accepted the
+// connection without a NATS greeting (an HTTP port waits for a request
+// instead, and would hold the client until its timeout).
+type probeDialer struct {
+	timeout time.Duration
+	dialErr error
+	notNATS string
+}
+
+func (d *probeDialer) Dial(network, addr string) (net.Conn, error) {
+	c, err := net.DialTimeout(network, addr, d.timeout)
+	if err != nil {
+		d.dialErr = err
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(min(d.timeout, greetTimeout)))
+	br := bufio.NewReader(c)
+	head, err := br.Peek(4)
+	_ = c.SetReadDeadline(time.Time{})
+	if err != nil || !strings.EqualFold(string(head), "INFO") {
+		c.Close()
+		d.notNATS = addr
+		return nil, fmt.Errorf("%s: no NATS greeting", addr)
+	}
+	return &peekedConn{Conn: c, r: br}, nil
+}
+
+// peekedConn reads what the dialer peeked at before the rest.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // with runs fn with a client and closes the connection afterwards.
 func (f *clientFlags) with(fn func(*client.Client) error) error {

@@ -20,7 +20,7 @@ Deleting an export deletes the stream each of its peers reads: they can no
 longer read what it exported. Deleting a link keeps its checkpoint and dead
 letters: a link applied again under the same name resumes where it stopped.
 Events already imported stay in this node's log.`,
-		Args: cobra.ExactArgs(2),
+		Args: positional("export|link", "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cf.with(func(c *client.Client) error {
 				r, err := c.Delete(args[0], args[1])

@@ -11,12 +11,12 @@ import (
 )
 
 func newLinkCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "link", Short: "Manage mesh links"}
+	cmd := groupCmd("link", "Manage mesh links: retry, dead letters, replay")
 	var cf clientFlags
 	retry := &cobra.Command{
 		Use:   "retry NAME",
 		Short: "Restart a failed link from its checkpoint",
-		Args:  cobra.ExactArgs(1),
+		Args:  positional("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cf.with(func(c *client.Client) error {
 				if err := c.RetryLink(args[0]); err != nil {
@@ -37,7 +37,7 @@ func newLinkDeadLettersCmd() *cobra.Command {
 	deadLetters := &cobra.Command{
 		Use:   "dead-letters NAME",
 		Short: "List the events a link could not transform or store, in export order",
-		Args:  cobra.ExactArgs(1),
+		Args:  positional("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return dlf.with(func(c *client.Client) error {
 				dls, err := c.DeadLetters(args[0])
@@ -71,7 +71,7 @@ the link's current transform and this node's current contracts, and appends
 the events that pass (once: an event already in the log is not appended
 again). Those that fail again stay, with the new error. Replayed events come
 after the events imported since.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: positional("NAME", "[EXPORT_SEQ...]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var seqs []uint64
 			for _, a := range args[1:] {

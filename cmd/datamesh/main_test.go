@@ -138,7 +138,7 @@ func TestClientErrors(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	_, err = cli(t, nil, "", "catalog", "--server", "nats://"+addr, "--timeout", "500ms")
-	if err == nil || !strings.Contains(err.Error(), "connect to") {
+	if err == nil || !strings.Contains(err.Error(), "cannot reach a DataMesh node") {
 		t.Fatalf("got %v, want a connection error", err)
 	}
 	n := startNode(t)

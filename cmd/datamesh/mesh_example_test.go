@@ -15,20 +15,18 @@ import (
 
 const meshExample = "../../deploy/examples/mesh/"
 
-// TestMeshExample runs deploy/examples/mesh as the README shows it: three
-// nodes from their config files (on random ports here), the resources
-// applied with the CLI, orders flowing to billing and shipping, and
-// invoices from billing to shipping.
-func TestMeshExample(t *testing.T) {
+// TestReadmeMeshExample runs deploy/examples/mesh as the README shows it: three
+// nodes from their config files (on random ports here), then the README's
+// transcript of "Linking nodes" (the resources applied with the CLI, an
+// order placed and shipped on orders, the invoice on billing, the shipment
+// on shipping fed by both, status, the mesh catalog, dead letters, replay
+// and deleting a link), then what the README does not show: an order the
+// billing link filters out, and shipping still fed by orders.
+func TestReadmeMeshExample(t *testing.T) {
 	nodes := startMeshExample(t)
-	applyMeshExample(t, nodes)
-
-	mustCLI(t, nodes["orders"], "append", "order", "o-1", "OrderPlaced", `{"customer":"c-1","total":30,"email":"c1@example.com"}`)
-	mustCLI(t, nodes["orders"], "append", "order", "o-2", "OrderPlaced", `{"customer":"c-2","total":0}`)
-	mustCLI(t, nodes["orders"], "append", "order", "o-1", "OrderShipped", `{"carrier":"ups"}`)
-
-	checkMeshExampleFlow(t, nodes)
-	checkMeshExampleCLI(t, nodes)
+	lines, first := readmeSection(t, "Linking nodes")
+	runTranscript(t, meshReadmeEnv(t, nodes), "Linking nodes", lines, first)
+	checkMeshExampleFilter(t, nodes)
 }
 
 // startMeshExample starts the example's three nodes from their config
@@ -55,97 +53,80 @@ func startMeshExample(t testing.TB) map[string]*node.Node {
 	return nodes
 }
 
-// applyMeshExample applies each node's resources with the CLI. mustCLI
-// takes a *testing.T, so this does too.
-func applyMeshExample(t *testing.T, nodes map[string]*node.Node) {
+// meshReadmeEnv maps the README's ports to the three nodes': the example's
+// client ports (orders, the default, 4222; billing 4223; shipping 4224), its
+// resource files (whose links name the leafnode ports 7422 and 7423), and
+// the leafnode URLs in the output.
+func meshReadmeEnv(t *testing.T, nodes map[string]*node.Node) *readmeEnv {
+	return &readmeEnv{
+		servers: map[string]string{
+			"":                      nodes["orders"].ClientURL(),
+			"nats://127.0.0.1:4222": nodes["orders"].ClientURL(),
+			"nats://127.0.0.1:4223": nodes["billing"].ClientURL(),
+			"nats://127.0.0.1:4224": nodes["shipping"].ClientURL(),
+		},
+		files: func(p string) string {
+			if strings.HasPrefix("../../"+p, meshExample) && strings.HasSuffix(p, "-resources.yaml") {
+				return meshResourceFile(t, nodes, filepath.Base(p))
+			}
+			return "../../" + p
+		},
+		ports: strings.NewReplacer(
+			nodes["orders"].LeafURL(), "nats-leaf://127.0.0.1:7422",
+			nodes["billing"].LeafURL(), "nats-leaf://127.0.0.1:7423",
+		),
+		wait: 20 * time.Second,
+	}
+}
+
+// meshResourceFile writes a copy of the example's resource file whose links
+// name this test's random leafnode ports instead of the default ones, and
+// returns its path.
+func meshResourceFile(t testing.TB, nodes map[string]*node.Node, file string) string {
 	t.Helper()
-	// The example's links name the default leafnode ports; point them at
-	// this test's random ones.
 	ports := strings.NewReplacer(
 		"nats-leaf://127.0.0.1:7422", nodes["orders"].LeafURL(),
 		"nats-leaf://127.0.0.1:7423", nodes["billing"].LeafURL(),
 	)
-	resources := func(file string) string {
-		b, err := os.ReadFile(meshExample + file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(t.TempDir(), file)
-		if err := os.WriteFile(path, []byte(ports.Replace(string(b))), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
+	b, err := os.ReadFile(meshExample + file)
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := mustCLI(t, nodes["orders"], "apply", "-f", "../../deploy/examples/orders/contracts.yaml", "-f", resources("orders-resources.yaml"))
-	if !strings.Contains(out, "export/public-orders created") {
-		t.Fatalf("apply on orders printed %q", out)
+	path := filepath.Join(t.TempDir(), file)
+	if err := os.WriteFile(path, []byte(ports.Replace(string(b))), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	out = mustCLI(t, nodes["billing"], "apply", "-f", resources("billing-resources.yaml"))
-	if want := "eventtype/invoice.InvoiceRequested v1 created\nprojection/invoices v1 created\nexport/invoices created\nlink/orders-to-billing created\n"; out != want {
-		t.Fatalf("apply on billing printed\n%s\nwant\n%s", out, want)
-	}
-	mustCLI(t, nodes["shipping"], "apply", "-f", resources("shipping-resources.yaml"))
+	return path
 }
 
-// checkMeshExampleFlow waits for the appended orders to reach billing and
-// shipping, and for billing's invoice to reach shipping.
-func checkMeshExampleFlow(t *testing.T, nodes map[string]*node.Node) {
+// checkMeshExampleFilter runs after the README's transcript, which deleted
+// billing-to-shipping: an order with nothing to pay reaches shipping but
+// not billing (its link's filter), and shipping's status lists only the
+// link left.
+func checkMeshExampleFilter(t *testing.T, nodes map[string]*node.Node) {
 	t.Helper()
-	// billing: one invoice (o-2 has nothing to pay), without the e-mail.
+	mustCLI(t, nodes["orders"], "append", "order", "o-2", "OrderPlaced", `{"customer":"c-2","total":0}`)
 	poll(t, func() error {
-		out, err := cli(t, nodes["billing"], "", "query", "invoices", "get", "o-1")
+		out, err := cli(t, nodes["shipping"], "", "query", "shipments", "get", "o-2")
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(out, `"amount":30`) || strings.Contains(out, "c1@example.com") {
-			return fmt.Errorf("invoice: %s", out)
+		if !strings.Contains(out, `"status":"planned"`) {
+			return fmt.Errorf("shipment o-2: %s", out)
 		}
 		return nil
 	})
-	// shipping: o-1 planned, invoiced and gone; o-2 planned only.
+	// billing's link saw o-2 and filtered it out, as it did o-1's
+	// OrderShipped: one invoice only.
 	poll(t, func() error {
-		out, err := cli(t, nodes["shipping"], "", "query", "shipments", "get", "o-1")
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(out, `"status":"left"`) || !strings.Contains(out, `"amount":30`) || !strings.Contains(out, `"carrier":"ups"`) {
-			return fmt.Errorf("shipment o-1: %s", out)
+		for _, l := range nodes["billing"].MeshStatus().Links {
+			if l.Name == "orders-to-billing" && (l.Imported != 1 || l.Filtered != 2) {
+				return fmt.Errorf("orders-to-billing imported %d, filtered %d; want 1 and 2", l.Imported, l.Filtered)
+			}
 		}
 		return nil
 	})
-	out := mustCLI(t, nodes["shipping"], "query", "shipments", "get", "o-2")
-	if !strings.Contains(out, `"status":"planned"`) {
-		t.Fatalf("shipment o-2: %s", out)
-	}
-}
-
-// checkMeshExampleCLI runs the mesh commands the README shows on shipping:
-// status, the mesh catalog, dead letters, replay and deleting a link.
-func checkMeshExampleCLI(t *testing.T, nodes map[string]*node.Node) {
-	t.Helper()
 	out := mustCLI(t, nodes["shipping"], "status")
-	for _, want := range []string{"orders-to-shipping", "billing-to-shipping", "LINK"} {
-		if !strings.Contains(out, want) {
-			t.Fatalf("status lacks %q:\n%s", want, out)
-		}
-	}
-	out = mustCLI(t, nodes["shipping"], "catalog", "--mesh")
-	for _, want := range []string{"peer billing", "peer orders", "OrderPlaced", "InvoiceRequested"} {
-		if !strings.Contains(out, want) {
-			t.Fatalf("catalog --mesh lacks %q:\n%s", want, out)
-		}
-	}
-	out = mustCLI(t, nodes["shipping"], "link", "dead-letters", "billing-to-shipping")
-	if !strings.HasPrefix(out, "EXPORT SEQ") {
-		t.Fatalf("link dead-letters: %s", out)
-	}
-	if out = mustCLI(t, nodes["shipping"], "link", "replay", "billing-to-shipping"); out != "replayed 0, filtered 0, failed 0\n" {
-		t.Fatalf("link replay: %q", out)
-	}
-	if out = mustCLI(t, nodes["shipping"], "delete", "link", "billing-to-shipping"); out != "link billing-to-shipping deleted\n" {
-		t.Fatalf("delete link: %q", out)
-	}
-	out = mustCLI(t, nodes["shipping"], "status")
 	if strings.Contains(out, "billing-to-shipping") || !strings.Contains(out, "orders-to-shipping") {
 		t.Fatalf("status after delete:\n%s", out)
 	}

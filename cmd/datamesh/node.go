@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -12,8 +14,9 @@ import (
 
 // nodeFlags are the `datamesh node` flags; each one also reads DATAMESH_<FLAG>.
 type nodeFlags struct {
-	config string
-	cfg    node.Config
+	config      string
+	cfg         node.Config
+	dedupWindow time.Duration
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -26,6 +29,8 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cfg.LeafListen, "leaf-listen", d.LeafListen, "leafnode address host:port for mesh links (empty disables)")
 	fs.BoolVar(&f.cfg.RequireContracts, "require-contracts", d.RequireContracts, "refuse event types that have no contract")
 	fs.IntVar(&f.cfg.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest event data accepted")
+	fs.IntVar(&f.cfg.MaxBatch, "max-batch", d.MaxBatch, "most events in one atomic batch (1 to 1000)")
+	fs.DurationVar(&f.dedupWindow, "dedup-window", time.Duration(d.DedupWindow), "how long a ce-id is remembered for idempotent appends")
 	fs.StringVar(&f.cfg.LogLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error")
 	fs.StringVar(&f.cfg.LogFormat, "log-format", d.LogFormat, "text or json (one object per line)")
 	fs.StringVar(&f.cfg.Durability, "durability", d.Durability, "os (survives a process crash) or fsync (survives a power loss)")
@@ -48,6 +53,8 @@ func (f *nodeFlags) Config(fs *pflag.FlagSet) (node.Config, error) {
 		"leaf-listen":       func() { cfg.LeafListen = f.cfg.LeafListen },
 		"require-contracts": func() { cfg.RequireContracts = f.cfg.RequireContracts },
 		"max-event-bytes":   func() { cfg.MaxEventBytes = f.cfg.MaxEventBytes },
+		"max-batch":         func() { cfg.MaxBatch = f.cfg.MaxBatch },
+		"dedup-window":      func() { cfg.DedupWindow = node.Duration(f.dedupWindow) },
 		"log-level":         func() { cfg.LogLevel = f.cfg.LogLevel },
 		"log-format":        func() { cfg.LogFormat = f.cfg.LogFormat },
 		"durability":        func() { cfg.Durability = f.cfg.Durability },
@@ -71,15 +78,19 @@ func newNodeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runNode(cmd, cfg, cmd.ErrOrStderr())
+			return runNode(cmd, cfg, cmd.ErrOrStderr(), unknownEnv(cmd.Root(), os.Environ()))
 		},
 	}
 	f.register(cmd.Flags())
 	return cmd
 }
 
-func runNode(cmd *cobra.Command, cfg node.Config, logOut io.Writer) error {
+// runNode runs the node until cmd's context ends; warnings are logged first.
+func runNode(cmd *cobra.Command, cfg node.Config, logOut io.Writer, warnings []string) error {
 	logger := node.NewLogger(cfg, logOut)
+	for _, w := range warnings {
+		logger.Warn(w)
+	}
 	n, err := node.New(cfg, logger)
 	if err != nil {
 		return err

@@ -11,7 +11,7 @@ import (
 )
 
 func newProjectionCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "projection", Short: "Manage projections"}
+	cmd := groupCmd("projection", "Manage projections: promote, roll back, retire, retry versions")
 	var (
 		cf      clientFlags
 		version int
@@ -19,7 +19,7 @@ func newProjectionCmd() *cobra.Command {
 	retry := &cobra.Command{
 		Use:   "retry NAME",
 		Short: "Resume a failed projection version from its checkpoint",
-		Args:  cobra.ExactArgs(1),
+		Args:  positional("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cf.with(func(c *client.Client) error {
 				st, err := c.Retry(args[0], version)
@@ -67,7 +67,7 @@ func aliasCmd(use, short string, nargs int, do func(*client.Client, []string, in
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args:  cobra.ExactArgs(nargs),
+		Args:  positional(strings.Fields(use)[1:]...),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v := 0
 			if nargs == 2 {

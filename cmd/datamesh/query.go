@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/datamesh/datamesh/node/client"
 	"github.com/datamesh/datamesh/projection"
+	"github.com/datamesh/datamesh/schemas"
 )
 
 func newQueryCmd() *cobra.Command {
@@ -26,7 +28,7 @@ func newQueryCmd() *cobra.Command {
   datamesh query orders list --index by_total --gte 10 --lt 50 --desc
   datamesh query orders count --index by_customer --eq alice
   datamesh query orders get o-1 --min-seq 42`,
-		Args: cobra.RangeArgs(2, 3),
+		Args: queryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			q := projection.Query{MinSeq: minSeq, TimeoutMS: timeoutMS, Version: version, AtSeq: atSeq}
 			f.Eq, f.Gt, f.Gte, f.Lt, f.Lte = jsonArg(eq), jsonArg(gt), jsonArg(gte), jsonArg(lt), jsonArg(lte)
@@ -42,8 +44,6 @@ func newQueryCmd() *cobra.Command {
 				q.List = &f
 			case op == "count" && len(args) == 2:
 				q.Count = &f
-			default:
-				return fmt.Errorf("want: query PROJECTION get KEY | list | count | history KEY")
 			}
 			return cf.with(func(c *client.Client) error {
 				r, err := c.Query(args[0], q)
@@ -74,6 +74,33 @@ func newQueryCmd() *cobra.Command {
 	fl.IntVar(&version, "version", 0, "query this version instead of the active one")
 	fl.Uint64Var(&atSeq, "at-seq", 0, "with get: the document as it was at this seq")
 	return cmd
+}
+
+// queryOps are query's operations and whether each takes a KEY.
+var queryOps = map[string]bool{"get": true, "list": false, "count": false, "history": true}
+
+// queryArgs checks query's arguments and names what is missing or wrong.
+func queryArgs(cmd *cobra.Command, args []string) error {
+	const needs = "query needs PROJECTION (get KEY | list | count | history KEY)"
+	if len(args) < 2 {
+		return fmt.Errorf("%s: missing %s", needs, []string{"PROJECTION and an operation", "an operation"}[len(args)])
+	}
+	withKey, ok := queryOps[args[1]]
+	switch {
+	case !ok:
+		msg := fmt.Sprintf("%s: unknown operation %q", needs, args[1])
+		if near := schemas.Nearest(args[1], []string{"get", "list", "count", "history"}); near != "" {
+			msg += fmt.Sprintf(": did you mean %s?", near)
+		}
+		return errors.New(msg)
+	case withKey && len(args) == 2:
+		return fmt.Errorf("%s: missing KEY after %s", needs, args[1])
+	case !withKey && len(args) > 2:
+		return fmt.Errorf("%s: %s takes no KEY (unexpected %s)", needs, args[1], quoteAll(args[2:]))
+	case len(args) > 3:
+		return fmt.Errorf("%s: unexpected %s", needs, quoteAll(args[3:]))
+	}
+	return nil
 }
 
 // jsonArg reads a flag value as JSON, or as a string when it is not JSON.

@@ -18,7 +18,7 @@ func newReadCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "read AGGREGATE [ID]",
 		Short: "Print an aggregate's events, or a whole category's, in log order",
-		Args:  cobra.RangeArgs(1, 2),
+		Args:  positional("AGGREGATE", "[ID]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := ""
 			if len(args) == 2 {

@@ -30,7 +30,7 @@ when it starts; links resume from their checkpoints without importing an
 event twice. See docs/backup.md.`,
 		Example: `  datamesh restore --in orders.dmbackup --data ./data-restored
   datamesh node --name orders --data ./data-restored`,
-		Args: cobra.NoArgs,
+		Args: positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.in == "" || f.data == "" {
 				return fmt.Errorf("--in FILE and --data DIR are required")

@@ -17,54 +17,80 @@ func newStatusCmd() *cobra.Command {
 		watch time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "status",
+		Use:   "status [--watch [INTERVAL]]",
 		Short: "Show every projection version, link and export: state, progress, lag, rate, errors",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cf.with(func(c *client.Client) error {
-				for {
-					r, err := c.Projections()
-					if err != nil {
-						return err
-					}
-					m, err := c.Mesh()
-					if err != nil {
-						return err
-					}
-					if cf.json {
-						if err := printJSON(cmd.OutOrStdout(), struct {
-							*protocol.ProjectionsReply
-							*protocol.MeshStatus
-						}{r, m}); err != nil {
-							return err
-						}
-					} else {
-						if watch > 0 {
-							fmt.Fprint(cmd.OutOrStdout(), "\033[H\033[2J")
-						}
-						if err := printStatus(cmd.OutOrStdout(), r); err != nil {
-							return err
-						}
-						if err := printMesh(cmd.OutOrStdout(), m); err != nil {
-							return err
-						}
-					}
-					if watch <= 0 {
-						return nil
-					}
-					select {
-					case <-cmd.Context().Done():
-						return nil
-					case <-time.After(watch):
-					}
+		Long: `status prints every projection version, link and export once, or with
+--watch every INTERVAL (1s if none is given) until Ctrl-C. On a terminal
+each refresh replaces the last; into a pipe or a file the tables follow
+each other, separated by a blank line.`,
+		Example: `  datamesh status
+  datamesh status --watch           # every second
+  datamesh status --watch 5s`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			// --watch 5s: the interval comes as an argument, since --watch
+			// alone is allowed too
+			if len(args) == 1 && cmd.Flags().Changed("watch") {
+				d, err := time.ParseDuration(args[0])
+				if err != nil {
+					return fmt.Errorf("status --watch %s: want an interval such as 1s or 500ms", args[0])
 				}
-			})
+				watch = d
+				args = nil
+			}
+			if cmd.Flags().Changed("watch") && watch <= 0 {
+				return fmt.Errorf("status --watch wants an interval above 0 (for example --watch 1s)")
+			}
+			return positional()(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cf.with(func(c *client.Client) error { return runStatus(cmd, c, cf.json, watch) })
 		},
 	}
 	cf.register(cmd)
-	cmd.Flags().DurationVar(&watch, "watch", 0, "refresh every interval (for example --watch 1s)")
+	cmd.Flags().DurationVar(&watch, "watch", 0, "refresh every interval: --watch, --watch 5s or --watch=5s")
 	cmd.Flags().Lookup("watch").NoOptDefVal = "1s"
 	return cmd
+}
+
+// runStatus prints the status once, or every watch until the command's
+// context ends. Only a terminal gets the escapes that clear the screen.
+func runStatus(cmd *cobra.Command, c *client.Client, asJSON bool, watch time.Duration) error {
+	w := cmd.OutOrStdout()
+	clearScreen := watch > 0 && !asJSON && isTerminal(w)
+	for frame := 0; ; frame++ {
+		r, err := c.Projections()
+		if err != nil {
+			return err
+		}
+		m, err := c.Mesh()
+		if err != nil {
+			return err
+		}
+		switch {
+		case asJSON:
+			err = printJSON(w, struct {
+				*protocol.ProjectionsReply
+				*protocol.MeshStatus
+			}{r, m})
+		case clearScreen:
+			fmt.Fprint(w, "\033[H\033[2J")
+		case frame > 0:
+			fmt.Fprintln(w)
+		}
+		if err == nil && !asJSON {
+			if err = printStatus(w, r); err == nil {
+				err = printMesh(w, m)
+			}
+		}
+		if err != nil || watch <= 0 {
+			return err
+		}
+		select {
+		case <-cmd.Context().Done():
+			return nil
+		case <-time.After(watch):
+		}
+	}
 }
 
 func printStatus(w io.Writer, r *protocol.ProjectionsReply) error {

@@ -36,7 +36,7 @@ ordered consumer on the log's stream, the way any NATS client can read it.
   datamesh tail order --new          # new events of every order
   datamesh tail order.o-1 --json     # one order's events as CloudEvents
   datamesh tail --type OrderShipped --from 100`,
-		Args: cobra.MaximumNArgs(1),
+		Args: positional("[AGGREGATE[.ID]]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := ""
 			if len(args) == 1 {

@@ -64,10 +64,13 @@ func (s *Server) Start(ctx context.Context) error {
 	s.srv = srv
 	slog := newServerLogger(s.log)
 	srv.SetLoggerV2(slog, s.cfg.LogLevel <= hclog.Debug, s.cfg.LogLevel <= hclog.Trace, false)
+	slog.hold()
 	srv.Start()
 	if err := waitReady(ctx, srv, slog.fatal); err != nil {
+		slog.release(false)
 		return err
 	}
+	slog.release(true)
 	if err := s.enableJetStream(); err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ var (
 	famProjApplied    = &family{"datamesh_projection_applied_seq", gauge, projectionLabels, "Seq, in the log, of the last event the version applied; it grows with every event applied."}
 	famProjLagEvents  = &family{"datamesh_projection_lag_events", gauge, projectionLabels, "Events of the version's source not applied yet, as of its last batch."}
 	famProjLagSeconds = &family{"datamesh_projection_lag_seconds", gauge, projectionLabels, "Age of the oldest event not applied yet; 0 when caught up."}
-	famProjProgress   = &family{"datamesh_projection_progress_ratio", gauge, projectionLabels, "Rebuild progress, applied/head, 0..1; 1 once live."}
+	famProjProgress   = &family{"datamesh_projection_progress_ratio", gauge, projectionLabels, "Rebuild progress: the events of its source applied / its source's events in the log, 0..1; 1 once live."}
 	famProjDocuments  = &family{"datamesh_projection_documents", gauge, projectionLabels, "Documents in the version's store."}
 	famProjFileBytes  = &family{"datamesh_projection_file_bytes", gauge, projectionLabels, "Size of the version's store file."}
 	famProjDead       = &family{"datamesh_projection_dead_letters", gauge, projectionLabels, "Events the version could not apply and set aside (on_error: dead_letter)."}

@@ -1,13 +1,10 @@
 package resource
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/datamesh/datamesh/node/kind"
 
@@ -96,16 +93,18 @@ func Apply(ctx context.Context, p Parts, body []byte, force bool) ([]protocol.Ap
 	return results, nil
 }
 
-// decode reads every document of body by its kind.
+// decode reads every document of body by its kind. Errors name the file
+// of the document (see SourceMarker), its index when the file holds more
+// than one, and the line, counted from the start of the file.
 func decode(body []byte) (*set, error) {
 	docs := splitDocuments(body)
 	if len(docs) == 0 {
 		return nil, invalid("no resource in the request body")
 	}
 	s := &set{}
-	for i, doc := range docs {
-		if err := s.add(doc); err != nil {
-			return nil, invalid("resource %d: %v", i+1, err)
+	for _, d := range docs {
+		if err := s.add(d.body); err != nil {
+			return nil, invalid("%v", d.locate(err))
 		}
 	}
 	return s, nil
@@ -143,8 +142,9 @@ func (s *set) add(doc []byte) error {
 	case "":
 		return errors.New("kind is missing")
 	default:
-		return fmt.Errorf("unknown kind %q (this node knows %s, %s, %s and %s)", head.Kind,
-			schemas.KindEventType, projection.KindProjection, meshlink.KindExport, meshlink.KindLink)
+		line, col := kindPosition(doc)
+		return &schemas.DecodeError{Line: line, Column: col, Msg: fmt.Sprintf("unknown kind %q (this node knows %s, %s, %s and %s)",
+			head.Kind, schemas.KindEventType, projection.KindProjection, meshlink.KindExport, meshlink.KindLink)}
 	}
 }
 
@@ -153,40 +153,4 @@ func appendIf[T any](list []T, v T, err error) []T {
 		return list
 	}
 	return append(list, v)
-}
-
-// splitDocuments splits a YAML stream on "---" lines, as kubectl does, and
-// drops documents that hold only blanks and comments.
-func splitDocuments(body []byte) [][]byte {
-	var docs [][]byte
-	var cur bytes.Buffer
-	flush := func() {
-		if hasContent(cur.Bytes()) {
-			docs = append(docs, bytes.Clone(cur.Bytes()))
-		}
-		cur.Reset()
-	}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64*1024), len(body)+1)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "---") && strings.TrimSpace(strings.TrimLeft(line, "-")) == "" {
-			flush()
-			continue
-		}
-		cur.WriteString(line)
-		cur.WriteByte('\n')
-	}
-	flush()
-	return docs
-}
-
-func hasContent(doc []byte) bool {
-	for _, line := range strings.Split(string(doc), "\n") {
-		t := strings.TrimSpace(line)
-		if t != "" && !strings.HasPrefix(t, "#") {
-			return true
-		}
-	}
-	return false
 }
