@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/node/embed"
+	"github.com/datamesh/datamesh/node/eventlog"
 )
 
 // RestoreOptions tune Restore.
@@ -128,39 +127,16 @@ func cleanDir(dir string, created bool) {
 
 func restoreAll(ctx context.Context, file, dir string, c *contents, opts RestoreOptions, log hclog.Logger) (*Restored, error) {
 	m := c.manifest
-	cfg := embed.Config{Name: m.Node, DataDir: dir, NoListen: true, LogLevel: hclog.Warn,
-		ExportSubjects: meshlink.ExportSubjectPrefix + ".>"}
-	for _, a := range m.Accounts {
-		if a.Peer != "" {
-			// The peer's leafnode user is not used: no port is open.
-			cfg.Peers = append(cfg.Peers, embed.Peer{Name: a.Peer, Secret: nuid.Next()})
-		}
-	}
-	srv, err := embed.New(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Close()
-	if err := srv.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start a server on %s: %w", dir, err)
-	}
-	conns := map[string]*nats.Conn{}
-	defer func() {
+	srv, conns, err := startRestoreServer(ctx, m, dir, log)
+	closeAll := func() {
 		for _, nc := range conns {
 			nc.Close()
 		}
-	}()
-	for _, a := range m.Accounts {
-		var nc *nats.Conn
-		if a.Peer == "" {
-			nc, err = srv.Connect(nats.Name("datamesh-restore"))
-		} else {
-			nc, err = srv.ConnectExport(a.Peer, nats.Name("datamesh-restore"))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("connect to account %s: %w", a.Name, err)
-		}
-		conns[a.Name] = nc
+		srv.Close()
+	}
+	defer closeAll()
+	if err != nil {
+		return nil, err
 	}
 	f, err := os.Open(file)
 	if err != nil {
@@ -174,29 +150,11 @@ func restoreAll(ctx context.Context, file, dir string, c *contents, opts Restore
 	r := &restorer{tr: tar.NewReader(hashed), total: c.snapshotBytes, progress: opts.Progress}
 	res := &Restored{Manifest: *m}
 	for _, s := range m.Streams {
-		nc := conns[s.Account]
-		if nc == nil {
-			return nil, corrupt("stream %s is in account %s, which the manifest does not list", s.Name, s.Account)
-		}
-		rec := c.records[streamDir(s.Account, s.Name)]
-		want, err := rec.state()
-		if err != nil {
-			return nil, corrupt("%s: state: %v", streamDir(s.Account, s.Name), err)
-		}
-		got, err := restoreStream(ctx, nc, rec, s.Name, func(send func([]byte) error) error {
-			return r.chunks(streamDir(s.Account, s.Name), send)
-		})
-		if err != nil {
+		if err := restoreOne(ctx, r, c, &s, conns[s.Account]); err != nil {
 			return nil, err
 		}
-		// An empty stream's first seq is 0 or last+1, depending on who says.
-		if got.Messages != want.Messages || got.LastSeq != want.LastSeq || (want.Messages > 0 && got.FirstSeq != want.FirstSeq) {
-			return nil, fmt.Errorf("restored %s holds %d messages (seq %d..%d), the backup %d (seq %d..%d)",
-				s.Name, got.Messages, got.FirstSeq, got.LastSeq, want.Messages, want.FirstSeq, want.LastSeq)
-		}
-		s.State = got
 		res.Streams = append(res.Streams, s)
-		log.Info("stream restored", "account", s.Account, "stream", s.Name, "messages", got.Messages, "last_seq", got.LastSeq)
+		log.Info("stream restored", "account", s.Account, "stream", s.Name, "messages", s.State.Messages, "last_seq", s.State.LastSeq)
 	}
 	if _, err := io.Copy(io.Discard, hashed); err != nil {
 		return nil, corrupt("read: %v", err)
@@ -207,37 +165,71 @@ func restoreAll(ctx context.Context, file, dir string, c *contents, opts Restore
 	// JetStream closes its files without an fsync at shutdown (and the
 	// restore server does not sync writes): make the new directory durable
 	// before saying it is restored.
-	for _, nc := range conns {
-		nc.Close()
-	}
-	srv.Close()
-	if err := syncTree(dir); err != nil {
+	closeAll()
+	if err := eventlog.SyncTree(dir); err != nil {
 		return nil, fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return res, nil
 }
 
-// syncTree fsyncs every file and directory under dir, and dir's parent.
-func syncTree(dir string) error {
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+// startRestoreServer starts a server with no port on dir, with the
+// manifest's accounts, and connects to each of them (by account name).
+func startRestoreServer(ctx context.Context, m *Manifest, dir string, log hclog.Logger) (*embed.Server, map[string]*nats.Conn, error) {
+	cfg := embed.Config{Name: m.Node, DataDir: dir, NoListen: true, LogLevel: hclog.Warn,
+		ExportSubjects: meshlink.ExportSubjectPrefix + ".>"}
+	for _, a := range m.Accounts {
+		if a.Peer != "" {
+			// The peer's leafnode user is not used: no port is open.
+			cfg.Peers = append(cfg.Peers, embed.Peer{Name: a.Peer, Secret: nuid.Next()})
 		}
-		return syncPath(p)
+	}
+	srv, err := embed.New(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	conns := map[string]*nats.Conn{}
+	if err := srv.Start(ctx); err != nil {
+		return srv, conns, fmt.Errorf("start a server on %s: %w", dir, err)
+	}
+	for _, a := range m.Accounts {
+		var nc *nats.Conn
+		if a.Peer == "" {
+			nc, err = srv.Connect(nats.Name("datamesh-restore"))
+		} else {
+			nc, err = srv.ConnectExport(a.Peer, nats.Name("datamesh-restore"))
+		}
+		if err != nil {
+			return srv, conns, fmt.Errorf("connect to account %s: %w", a.Name, err)
+		}
+		conns[a.Name] = nc
+	}
+	return srv, conns, nil
+}
+
+// restoreOne restores stream s through nc (its account's connection) and
+// checks that it holds what the backup recorded; s.State gets its state.
+func restoreOne(ctx context.Context, r *restorer, c *contents, s *Stream, nc *nats.Conn) error {
+	if nc == nil {
+		return corrupt("stream %s is in account %s, which the manifest does not list", s.Name, s.Account)
+	}
+	rec := c.records[streamDir(s.Account, s.Name)]
+	want, err := rec.state()
+	if err != nil {
+		return corrupt("%s: state: %v", streamDir(s.Account, s.Name), err)
+	}
+	got, err := restoreStream(ctx, nc, rec, s.Name, func(send func([]byte) error) error {
+		return r.chunks(streamDir(s.Account, s.Name), send)
 	})
 	if err != nil {
 		return err
 	}
-	return syncPath(filepath.Dir(filepath.Clean(dir)))
-}
-
-func syncPath(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
+	// An empty stream's first seq is 0 or last+1, depending on who says.
+	if got.Messages != want.Messages || got.LastSeq != want.LastSeq || (want.Messages > 0 && got.FirstSeq != want.FirstSeq) {
+		return fmt.Errorf("restored %s holds %d messages (seq %d..%d), the backup %d (seq %d..%d)",
+			s.Name, got.Messages, got.FirstSeq, got.LastSeq, want.Messages, want.FirstSeq, want.LastSeq)
 	}
-	defer f.Close()
-	return f.Sync()
+	s.State = got
+	return nil
 }
 
 // restorer reads the archive a second time, stream after stream (check
