@@ -392,7 +392,7 @@ func queryGet(ctx context.Context, e *env, o Options, rawDB string, records int)
 // memory builds a projection with one ~200 B document per event and reports
 // the process's resident memory growth per million documents.
 func memory(ctx context.Context, e *env, head uint64) (Result, error) {
-	before := rss()
+	before := settledRSS()
 	if _, err := e.c.Apply([]byte(docsSpec), false); err != nil {
 		return Result{}, err
 	}
@@ -404,6 +404,28 @@ func memory(ctx context.Context, e *env, head uint64) (Result, error) {
 	perMillion := float64(after-before) / float64(max(st.Documents, 1)) * 1e6 / (1 << 20)
 	return Result{Name: "memory", Value: perMillion, Unit: "MiB per 1M docs",
 		Note: fmt.Sprintf("RSS growth while a projection of %d documents (~200 B) built; includes BuntDB's in-memory copy", st.Documents)}, nil
+}
+
+// settledRSS returns rss once two readings in a row agree within 1 MiB (at
+// most ten readings): nodes closed by earlier scenarios give memory back to
+// the OS for a while after, which would read as negative growth.
+func settledRSS() int64 {
+	last := rss()
+	for range 10 {
+		now := rss()
+		if abs(now-last) < 1<<20 {
+			return now
+		}
+		last = now
+	}
+	return last
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
 
 // rss returns the process's resident set size after a GC.
