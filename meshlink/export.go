@@ -51,19 +51,24 @@ type exportWorker struct {
 	exported  uint64
 	streamSeq uint64
 	lastError string
+	attempts  int // failed attempts in a row
 	stream    jetstream.Stream
 }
 
 func (w *exportWorker) run(ctx context.Context) {
 	w.setState("starting", nil)
-	for attempt := 0; ctx.Err() == nil; attempt++ {
+	for ctx.Err() == nil {
 		err := w.runOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		w.setState("retrying", err)
-		w.log.Warn("export interrupted; retrying", "error", err)
-		if !backoff(ctx, attempt) {
+		w.mu.Lock()
+		w.state, w.lastError = "retrying", err.Error()
+		w.attempts++
+		n := w.attempts
+		w.mu.Unlock()
+		w.log.Warn("export interrupted; retrying", "attempt", n, "retry_in", retryDelay(n), "error", err)
+		if !backoff(ctx, n) {
 			return
 		}
 	}
@@ -163,7 +168,7 @@ func (w *exportWorker) openStream(ctx context.Context, js jetstream.JetStream, n
 		}
 	}
 	w.mu.Lock()
-	w.exported, w.streamSeq, w.stream, w.state = resume, last, st, "exporting"
+	w.exported, w.streamSeq, w.stream, w.state, w.attempts = resume, last, st, "exporting", 0
 	w.mu.Unlock()
 	return last, resume, nil
 }

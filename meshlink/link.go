@@ -48,7 +48,9 @@ type linkWorker struct {
 	// (0: lastError tells of something else), for a replay to clear it.
 	deadError uint64
 	failedAt  uint64
-	savedAt   time.Time // of the checkpoint; only the worker's goroutine uses it
+	attempts  int // failed attempts in a row
+
+	savedAt time.Time // of the checkpoint; only the worker's goroutine uses it
 
 	replayMu sync.Mutex // one replay of dead letters at a time (see Mesh.Replay)
 }
@@ -75,7 +77,7 @@ func (m *Mesh) runLink(w *linkWorker) {
 }
 
 func (w *linkWorker) run(ctx context.Context) {
-	for attempt := 0; ctx.Err() == nil; attempt++ {
+	for ctx.Err() == nil {
 		err := w.runOnce(ctx)
 		if ctx.Err() != nil {
 			return
@@ -88,18 +90,16 @@ func (w *linkWorker) run(ctx context.Context) {
 			w.log.Error("link failed", "export_seq", stop.seq, "error", stop.err)
 			return
 		}
-		w.setState(LinkConnecting, err.Error())
-		w.log.Debug("link interrupted; retrying", "error", err)
-		if !backoff(ctx, attempt) {
+		w.mu.Lock()
+		w.state, w.lastError, w.deadError = LinkConnecting, err.Error(), 0
+		w.attempts++
+		n := w.attempts
+		w.mu.Unlock()
+		w.log.Debug("link interrupted; retrying", "attempt", n, "retry_in", retryDelay(n), "error", err)
+		if !backoff(ctx, n) {
 			return
 		}
 	}
-}
-
-func (w *linkWorker) setState(state, lastError string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.state, w.lastError, w.deadError = state, lastError, 0
 }
 
 // linkStop is a transform error under on_error: stop.
@@ -150,7 +150,9 @@ func (w *linkWorker) runOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read export %s of %s: %w", w.spec.Export, w.spec.Peer, err)
 	}
-	w.setState(LinkImporting, "")
+	w.mu.Lock()
+	w.state, w.lastError, w.deadError, w.attempts = LinkImporting, "", 0, 0
+	w.mu.Unlock()
 	return w.importLoop(ctx, ljs, remote, st, cons)
 }
 

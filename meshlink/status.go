@@ -49,6 +49,9 @@ type LinkStatus struct {
 	DeadLetters uint64  `json:"dead_letters"`
 	LastError   string  `json:"last_error,omitempty"`
 	FailedAt    uint64  `json:"failed_at,omitempty"`
+	// Attempts counts the failed attempts in a row while the link retries
+	// (state connecting, the reason in LastError).
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // ExportStatus is one export to one peer, in dm.admin.mesh.
@@ -66,6 +69,8 @@ type ExportStatus struct {
 	StreamSeq uint64 `json:"stream_seq"`
 	ReadSeq   uint64 `json:"read_seq"`
 	LastError string `json:"last_error,omitempty"`
+	// Attempts counts the failed attempts in a row while retrying.
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // Status returns every link's and export's status, by name (and peer).
@@ -108,6 +113,7 @@ func (w *linkWorker) status() LinkStatus {
 		OriginSeq: w.cp.OriginSeq, OwnerHeadSeq: max(w.ownerHead, w.cp.OriginSeq),
 		LagSeconds: w.lagSeconds, Rate: w.rate.PerSecond(now),
 		Imported: w.imported, Filtered: w.filtered, DeadLetters: w.dead, LastError: w.lastError, FailedAt: w.failedAt,
+		Attempts: w.attempts,
 	}
 	w.mu.Unlock()
 	st.LagEvents = st.ExportHead - st.ExportSeq
@@ -118,7 +124,7 @@ func (w *linkWorker) status() LinkStatus {
 func (w *exportWorker) status() ExportStatus {
 	w.mu.Lock()
 	st := ExportStatus{Name: w.spec.Name, Peer: w.peer, State: w.state, ExportedSeq: w.exported,
-		StreamSeq: w.streamSeq, LastError: w.lastError}
+		StreamSeq: w.streamSeq, LastError: w.lastError, Attempts: w.attempts}
 	stream := w.stream
 	w.mu.Unlock()
 	st.Connected = w.m.deps.Leafnodes.ExportConnected(w.peer)

@@ -63,6 +63,11 @@ type Config struct {
 	MaxEventBytes int `json:"max_event_bytes"`
 	// MaxBatch bounds the number of events in one atomic batch (JetStream allows 1000).
 	MaxBatch int `json:"max_batch"`
+	// MaxLogBytes bounds the event log's size on disk (JetStream max_bytes
+	// on the stream, discard new): an append that would exceed it is
+	// refused with insufficient_storage and nothing stored is ever dropped.
+	// 0 or -1: unlimited.
+	MaxLogBytes int64 `json:"max_log_bytes"`
 	// DedupWindow is how long a ce-id is remembered for idempotent appends.
 	DedupWindow Duration `json:"dedup_window"`
 	// LogLevel is trace, debug, info, warn or error.
@@ -191,6 +196,10 @@ func (c Config) Validate() error {
 	}
 	if c.MaxEventBytes <= 0 || c.MaxEventBytes > 8*1024*1024 {
 		errs = append(errs, fmt.Errorf("max_event_bytes %d: must be between 1 and 8MiB", c.MaxEventBytes))
+	}
+	if c.MaxLogBytes < -1 || (c.MaxLogBytes > 0 && c.MaxLogBytes < int64(eventlog.MaxMsgSize(c.MaxEventBytes))) {
+		errs = append(errs, fmt.Errorf("max_log_bytes %d: must be 0 or -1 (unlimited), or at least %d (max_event_bytes and room for its headers)",
+			c.MaxLogBytes, eventlog.MaxMsgSize(c.MaxEventBytes)))
 	}
 	if c.MaxBatch <= 0 || c.MaxBatch > 1000 {
 		errs = append(errs, fmt.Errorf("max_batch %d: must be between 1 and 1000 (JetStream's atomic batch limit)", c.MaxBatch))

@@ -127,13 +127,14 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 	waitMetric(t, n, events, "datamesh_projection_applied_seq", "projection", "orders", "version", "1")
 
 	// Queries: two answered at once (the second's min_seq is applied),
-	// one that waits for its min_seq (beyond the log's head: the wait ends
-	// when the worker finds no event of its source up to it), one for a
+	// one that waits for its min_seq (beyond the log's head: it waits for
+	// the log to get there, and times out not up to date), one for a
 	// projection that does not exist.
 	query(t, c, "orders", projection.Query{Get: ptr("o-1")})
 	query(t, c, "orders", projection.Query{Get: ptr("o-2"), MinSeq: events})
-	query(t, c, "orders", projection.Query{Get: ptr("o-3"), MinSeq: events + 100})
-	_, err := c.Query("nope", projection.Query{Get: ptr("o-1")})
+	_, err := c.Query("orders", projection.Query{Get: ptr("o-3"), MinSeq: events + 100, TimeoutMS: 50})
+	wantAPIError(t, err, protocol.CodeNotUpToDate)
+	_, err = c.Query("nope", projection.Query{Get: ptr("o-1")})
 	wantAPIError(t, err, protocol.CodeNotFound)
 
 	m := scrape(t, n)
@@ -169,11 +170,12 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 	m.wantAtLeast(t, 1, "datamesh_projection_file_bytes", proj...)
 	m.want(t, 0, "datamesh_projection_dead_letters", proj...)
 
-	m.want(t, 3, "datamesh_query_requests_total", "projection", "orders", "outcome", "ok")
+	m.want(t, 2, "datamesh_query_requests_total", "projection", "orders", "outcome", "ok")
+	m.want(t, 1, "datamesh_query_requests_total", "projection", "orders", "outcome", "not_up_to_date")
 	m.want(t, 1, "datamesh_query_requests_total", "projection", "", "outcome", "not_found")
-	m.want(t, 1, "datamesh_query_min_seq_waits_total", "projection", "orders", "outcome", "ok")
+	m.want(t, 1, "datamesh_query_min_seq_waits_total", "projection", "orders", "outcome", "not_up_to_date")
 	m.want(t, 0, "datamesh_query_min_seq_waits_total", "projection", "", "outcome", "not_found")
-	m.want(t, 3, "datamesh_query_duration_seconds", "projection", "orders", "outcome", "ok")
+	m.want(t, 2, "datamesh_query_duration_seconds", "projection", "orders", "outcome", "ok")
 	if _, ok := m.get("datamesh_query_requests_total", "projection", "nope"); ok {
 		t.Error("a query for a projection that does not exist made a series of its own")
 	}

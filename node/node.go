@@ -21,6 +21,7 @@ import (
 	"github.com/datamesh/datamesh/node/monitor"
 	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/node/registry"
+	"github.com/datamesh/datamesh/node/rejected"
 	"github.com/datamesh/datamesh/node/resource"
 	"github.com/datamesh/datamesh/projection"
 )
@@ -43,6 +44,7 @@ type Node struct {
 	srv         *embed.Server
 	nc          *nats.Conn
 	events      *eventlog.Log
+	rejected    *rejected.Record
 	registry    *registry.Registry
 	projections *projection.Manager
 	mesh        *meshlink.Mesh
@@ -128,6 +130,12 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	n.registry = registry.New(js, n.cfg.SubjectPrefix, n.streamDir, n.cfg.Durability == DurabilityFsync, n.log)
+	// The rejected record closes after the log: appends still in flight
+	// at Close may be refused, and recorded.
+	n.rejected = rejected.New(rejected.Config{Dir: n.streamDir(protocol.RejectedStream)}, n.nc, n.log)
+	if err := n.run(ctx, "rejected", n.rejected); err != nil {
+		return err
+	}
 	n.events = eventlog.New(n.logConfig(), n.nc, n.registry, n.log)
 	if err := n.run(ctx, "log", n.events); err != nil {
 		return err
@@ -153,7 +161,7 @@ func (n *Node) start(ctx context.Context) error {
 		LeafURL: srv.LeafURL(), Middleware: n.middleware},
 		api.Deps{Conn: n.nc, Log: n.events, Appender: n.events, Registry: n.registry,
 			Projections: n.projections, Mesh: n.mesh, Apply: n.apply, Observer: n.apiObserver(),
-			Backup: n.backups}, n.log)
+			Backup: n.backups, Rejected: n.rejected}, n.log)
 	if err := n.run(ctx, "api", n.api); err != nil {
 		return err
 	}

@@ -37,8 +37,10 @@ func (c Config) serverConfig() embed.Config {
 		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, LeafListen: c.LeafListen,
 		Peers: peers, MaxPayload: c.maxPayload(), LogLevel: level,
 		Protected: []string{c.SubjectPrefix + ".>", protocol.SubjectChanges + ".>",
-			kv(registry.Bucket), kv(registry.LinksBucket)},
-		ProtectedStreams: []string{c.StreamName, "KV_" + registry.Bucket, "KV_" + registry.LinksBucket},
+			kv(registry.Bucket), kv(registry.LinksBucket),
+			protocol.SubjectRejected + ".>"},
+		ProtectedStreams: []string{c.StreamName, "KV_" + registry.Bucket, "KV_" + registry.LinksBucket,
+			protocol.RejectedStream},
 		Served: []string{protocol.SubjectAppend + ".>", protocol.SubjectRead + ".>", protocol.SubjectQuery + ".>",
 			protocol.SubjectAdmin + ".>", protocol.SubjectDiscovery},
 		ExportSubjects: meshlink.ExportSubjectPrefix + ".>",
@@ -61,7 +63,7 @@ func (n *Node) logConfig() eventlog.Config {
 	c := n.cfg
 	cfg := eventlog.Config{
 		Node: c.Name, Stream: c.StreamName, SubjectPrefix: c.SubjectPrefix, MaxEventBytes: c.MaxEventBytes,
-		DedupWindow: time.Duration(c.DedupWindow), RequireContracts: c.RequireContracts,
+		DedupWindow: time.Duration(c.DedupWindow), RequireContracts: c.RequireContracts, MaxBytes: c.MaxLogBytes,
 		// A read's JSON reply must stay under max_payload (the last event
 		// may overshoot the bound by its own size).
 		ReadMaxBytes: int(c.maxPayload())/2 - c.MaxEventBytes,

@@ -31,6 +31,9 @@ const (
 	envNodeDir        = "DATAMESH_TEST_NODE_DIR"
 	envNodeDurability = "DATAMESH_TEST_NODE_DURABILITY"
 	envNodeURLFile    = "DATAMESH_TEST_NODE_URL_FILE"
+	// envNodeConfig, if set, is a YAML config file overlaid on the test
+	// config (name, leaf_listen, peers: the crash test's two nodes).
+	envNodeConfig = "DATAMESH_TEST_NODE_CONFIG"
 )
 
 // nodeProcess is a node in a child process: the test binary running
@@ -47,6 +50,13 @@ type nodeProcess struct {
 // not start (with the end of its log).
 func startNodeProcess(t testing.TB, dataDir, durability string) (*nodeProcess, error) {
 	t.Helper()
+	return startNodeProcessEnv(t, dataDir, durability)
+}
+
+// startNodeProcessEnv is startNodeProcess with more environment for the
+// child (envNodeConfig=...).
+func startNodeProcessEnv(t testing.TB, dataDir, durability string, env ...string) (*nodeProcess, error) {
+	t.Helper()
 	work := t.TempDir()
 	urlFile := filepath.Join(work, "url")
 	p := &nodeProcess{log: filepath.Join(work, "node.log"), exited: make(chan struct{})}
@@ -56,6 +66,7 @@ func startNodeProcess(t testing.TB, dataDir, durability string) (*nodeProcess, e
 	}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^TestHelperNodeProcess$", "-test.count=1")
 	p.cmd.Env = append(os.Environ(), envNodeDir+"="+dataDir, envNodeDurability+"="+durability, envNodeURLFile+"="+urlFile)
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	// The child runs until its stdin closes: it ends with this process.
 	if _, err := p.cmd.StdinPipe(); err != nil {
@@ -127,8 +138,10 @@ type ackedEvent struct {
 type appendLoad struct {
 	url   string
 	cycle int
+	small bool // no big events
 
 	stopping atomic.Bool // the node is about to be killed: errors are expected
+	halt     atomic.Bool // the clients stop after their current append
 	count    atomic.Int64
 	mu       sync.Mutex
 	acked    []ackedEvent
@@ -188,7 +201,7 @@ func runAppendLoad(t testing.TB, p *nodeProcess, cycle int, wanted int64, most t
 // client k appends until its connection fails.
 func (l *appendLoad) client(nc *nats.Conn, k int) {
 	versions := make(map[string]uint64) // its own aggregates' versions
-	for i := 0; ; i++ {
+	for i := 0; !l.halt.Load(); i++ {
 		ev := l.event(k, i, versions)
 		r, err := sendAppend(nc, ev)
 		if err == nil && r.Duplicate {
@@ -228,7 +241,7 @@ func (l *appendLoad) event(k, i int, versions map[string]uint64) ackedEvent {
 		ev.CEID = fmt.Sprintf("e%d-%d-%d", l.cycle, k, i)
 	}
 	pad := padBytes
-	if i%8 == 5 {
+	if i%8 == 5 && !l.small {
 		pad = bigPadBytes
 	}
 	ev.Data, _ = json.Marshal(map[string]any{"cycle": l.cycle, "client": k, "i": i, "pad": strings.Repeat("x", pad)})
@@ -318,12 +331,19 @@ type logReport struct {
 	gaps    []uint64     // seqs from the first acknowledged to last that are not stored
 	missing []ackedEvent // acknowledged, not stored
 	changed []string     // acknowledged, stored otherwise
+	dups    []string     // the same event data stored at more than one seq
 }
 
 func compareLog(stored map[uint64]protocol.Event, acked []ackedEvent) logReport {
 	var r logReport
-	for seq := range stored {
+	seen := make(map[string]uint64, len(stored))
+	for seq, ev := range stored {
 		r.last = max(r.last, seq)
+		// Every load event's data is unique (cycle, client, i).
+		if other, dup := seen[string(ev.Data)]; dup {
+			r.dups = append(r.dups, fmt.Sprintf("seqs %d and %d: %s", min(seq, other), max(seq, other), first([]byte(ev.Data), 60)))
+		}
+		seen[string(ev.Data)] = seq
 	}
 	for seq := firstSeq(acked); seq < r.last; seq++ {
 		if _, ok := stored[seq]; !ok {
@@ -343,7 +363,7 @@ func compareLog(stored map[uint64]protocol.Event, acked []ackedEvent) logReport 
 	return r
 }
 
-func (r logReport) lost() bool { return len(r.gaps)+len(r.missing)+len(r.changed) > 0 }
+func (r logReport) lost() bool { return len(r.gaps)+len(r.missing)+len(r.changed)+len(r.dups) > 0 }
 
 func (r logReport) String() string {
 	var b strings.Builder
@@ -355,7 +375,7 @@ func (r logReport) String() string {
 		}
 		fmt.Fprintf(&b, " (seqs %d..%d, e.g. %d %s/%s ce-id %q)", lo, hi, r.missing[0].Seq, r.missing[0].Aggregate, r.missing[0].ID, r.missing[0].CEID)
 	}
-	fmt.Fprintf(&b, "; %d stored otherwise %v", len(r.changed), first(r.changed, 5))
+	fmt.Fprintf(&b, "; %d stored otherwise %v; %d stored twice %v", len(r.changed), first(r.changed, 5), len(r.dups), first(r.dups, 5))
 	return b.String()
 }
 

@@ -2,9 +2,11 @@ package node_test
 
 import (
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
 	"github.com/datamesh/datamesh/node/nodetest/lazyfs"
+	"github.com/datamesh/datamesh/node/protocol"
 )
 
 // Each cycle of load appends until this many acks, or for so long.
@@ -33,6 +36,11 @@ func TestHelperNodeProcess(t *testing.T) {
 	cfg := testConfig(dir)
 	cfg.Durability = os.Getenv(envNodeDurability)
 	cfg.HTTP, cfg.LeafListen = "", ""
+	if file := os.Getenv(envNodeConfig); file != "" {
+		if err := node.LoadConfigFile(&cfg, file); err != nil {
+			t.Fatal(err)
+		}
+	}
 	n := startNode(t, cfg)
 	urlFile := os.Getenv(envNodeURLFile)
 	if err := os.WriteFile(urlFile+".tmp", []byte(n.ClientURL()), 0o644); err != nil {
@@ -44,22 +52,36 @@ func TestHelperNodeProcess(t *testing.T) {
 	io.Copy(io.Discard, os.Stdin)
 }
 
+// powerLossCycles is how many times TestPowerLossKeepsAcknowledgedAppends
+// cuts the power.
+const powerLossCycles = 5
+
 // TestPowerLossKeepsAcknowledgedAppends: in fsync mode, an acknowledged
-// append survives a power loss. Each cycle starts a node on a lazyfs
-// mount (file data reach the backing dir only when fsynced), checks what
-// the cycle before acknowledged, appends from concurrent clients, SIGKILLs
-// the node under them and drops every unsynced byte. A last node checks
-// every cycle's acks, retries of their ce-ids, and a new append.
+// append survives a power loss, and the projection the node serves after
+// it equals a fold of the log. Each cycle starts a node on a lazyfs mount
+// (file data reach the backing dir only when fsynced), checks the log and
+// the tally projection (applied in the first cycle, live under the load),
+// appends from concurrent clients, SIGKILLs the node under them after a
+// random number of acks and drops every unsynced byte. A last node checks
+// every cycle's acks, retries of their ce-ids, a new append, the tally
+// it serves and a second version of it rebuilt from the log.
 func TestPowerLossKeepsAcknowledgedAppends(t *testing.T) {
+	rng := testRand(t)
 	backing := t.TempDir()
 	var acked, last []ackedEvent
-	for cycle := 1; cycle <= 3; cycle++ {
+	for cycle := 1; cycle <= powerLossCycles; cycle++ {
 		fs := lazyfs.MountTest(t, backing, t.TempDir())
 		p := mustStartNodeProcess(t, filepath.Join(fs.Mountpoint(), "data"), node.DurabilityFsync)
-		if cycle > 1 {
-			checkAcked(t, dialURL(t, p.url), last) // the whole log at the end
+		nc := dialURL(t, p.url)
+		if cycle == 1 {
+			apply(t, client.New(nc), tallyYAML(1))
+		} else {
+			checkAcked(t, nc, last) // the whole log at the end
+			checkTally(t, client.New(nc), readStoredLog(t, nc, 1), 1)
 		}
-		last = runAppendLoad(t, p, cycle, cycleAcks, cycleDuration)
+		wanted := 1 + rng.Int64N(cycleAcks)
+		t.Logf("cycle %d: power cut after %d acks (or %v)", cycle, wanted, cycleDuration)
+		last = runAppendLoad(t, p, cycle, wanted, cycleDuration)
 		acked = append(acked, last...)
 		logCrash(t, cycle, fs)
 		if t.Failed() {
@@ -71,6 +93,19 @@ func TestPowerLossKeepsAcknowledgedAppends(t *testing.T) {
 	end := checkAcked(t, nc, acked)
 	checkRetries(t, nc, acked)
 	checkAcceptsAppends(t, nc, end)
+	c := client.New(nc).WithTimeout(40 * time.Second)
+	apply(t, c, tallyYAML(2)) // a fresh rebuild of the same log
+	checkTally(t, c, readStoredLog(t, nc, 1), 1, 2)
+}
+
+// testRand is a random source whose seed t logs, to replay a run.
+func testRand(t testing.TB) *rand.Rand {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("DATAMESH_TEST_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("random seed %d (DATAMESH_TEST_SEED replays it)", seed)
+	return rand.New(rand.NewPCG(seed, seed))
 }
 
 // TestPowerLossKeepsAppliedContracts: in fsync mode an acknowledged apply
@@ -100,6 +135,7 @@ func TestPowerLossHarnessLosesUnsyncedWrites(t *testing.T) {
 	backing := t.TempDir()
 	fs := lazyfs.MountTest(t, backing, t.TempDir())
 	p := mustStartNodeProcess(t, filepath.Join(fs.Mountpoint(), "data"), node.DurabilityOS)
+	apply(t, client.New(dialURL(t, p.url)), tallyYAML(1))
 	acked := runAppendLoad(t, p, 1, cycleAcks/3, cycleDuration/2)
 	lost := logCrash(t, 1, fs)
 	var blocks int64
@@ -118,10 +154,30 @@ func TestPowerLossHarnessLosesUnsyncedWrites(t *testing.T) {
 		t.Logf("finding: the os-mode node does not start after the power loss: %v", err)
 		return
 	}
-	r := compareLog(readStoredLog(t, dialURL(t, p2.url), 1), acked)
-	t.Logf("after the power loss in os mode: %v", r)
+	nc := dialURL(t, p2.url)
+	stored := readStoredLog(t, nc, 1)
+	r := compareLog(stored, acked)
+	t.Logf("after the power loss in os mode: %d appends acknowledged, %d stored: %v", len(acked), len(stored), r)
+	logTallyAfterLoss(t, client.New(nc), stored)
 	if !r.lost() {
 		t.Fatalf("all %d acknowledged appends survived a power loss without fsync: the harness dropped nothing that mattered", len(acked))
+	}
+}
+
+// logTallyAfterLoss logs how the tally an os-mode node serves after a
+// power loss compares with the log that survived it: not a failure, the
+// documented trade-off of os mode.
+func logTallyAfterLoss(t testing.TB, c *client.Client, stored map[uint64]protocol.Event) {
+	t.Helper()
+	diffs, err := diffTally(c, 1, stored)
+	switch {
+	case err != nil:
+		t.Logf("after the power loss in os mode the tally does not answer: %v; projections: %s", err, projectionsStatus(c))
+	case len(diffs) > 0:
+		t.Logf("after the power loss in os mode the tally differs from the surviving log in %d documents, e.g. %v; projections: %s",
+			len(diffs), first(diffs, 3), projectionsStatus(c))
+	default:
+		t.Logf("after the power loss in os mode the tally equals a fold of the surviving log (%d events); projections: %s", len(stored), projectionsStatus(c))
 	}
 }
 

@@ -9,14 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func (w *Worker) run(ctx context.Context) {
-	for ctx.Err() == nil {
-		if !w.consume(ctx, w.readWholeLog(ctx)) {
-			return
-		}
-	}
-}
-
 // readWholeLogShare is how much of the rest of the log must belong to the
 // source for a rebuild to read the whole log and drop other aggregates
 // itself. nats-server finds the next message of a wildcard filter by
@@ -36,7 +28,7 @@ const readWholeLogMin = 10_000
 // from its subject index.
 func (w *Worker) readWholeLog(ctx context.Context) bool {
 	from := w.applied.Load() + 1
-	st, err := w.cfg.JS.Stream(ctx, w.cfg.Stream)
+	st, err := w.conn().js.Stream(ctx, w.cfg.Stream)
 	if err != nil {
 		return false
 	}
@@ -64,40 +56,39 @@ func (w *Worker) readWholeLog(ctx context.Context) bool {
 }
 
 // consume reads the log from the checkpoint and applies it batch by batch
-// until ctx ends or the worker fails (false). Reading the whole log, it
-// returns true once caught up, for the caller to follow the log's tail
+// until ctx ends, the worker fails (errStopped) or a read or a store write
+// fails (the error, for the caller to retry). Reading the whole log, it
+// returns nil once caught up, for the caller to follow the log's tail
 // through the filter instead.
-func (w *Worker) consume(ctx context.Context, wholeLog bool) bool {
+func (w *Worker) consume(ctx context.Context, wholeLog bool) error {
 	from := w.applied.Load() + 1
 	// The consumer reads whole aggregates and the worker drops other types:
 	// JetStream matches one wildcard per aggregate much faster than one
 	// filter per aggregate and type (profiled: the multi-filter intersection
 	// took 42% of a rebuild's CPU with 10,000 subjects).
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: w.filters,
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
+		FilterSubjects:   w.filters,
+		DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:      from,
+		MaxResetAttempts: consumerResets,
 	}
 	if wholeLog {
 		cfg.FilterSubjects = nil
 	}
-	cons, err := w.cfg.JS.OrderedConsumer(ctx, w.cfg.Stream, cfg)
+	cons, err := w.conn().js.OrderedConsumer(ctx, w.cfg.Stream, cfg)
 	if err != nil {
-		if ctx.Err() == nil {
-			w.fail(nil, fmt.Errorf("create consumer: %w", err))
-		}
-		return false
+		return readError("create consumer", err)
 	}
 	msgs := make(chan jetstream.Msg, 2*w.cfg.BatchSize)
+	onError, errs := consumeErrors()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(w.cfg.BatchSize))
+	}, jetstream.PullMaxMessages(w.cfg.BatchSize), onError)
 	if err != nil {
-		w.fail(nil, fmt.Errorf("consume: %w", err))
-		return false
+		return readError("consume", err)
 	}
 	defer cc.Stop()
 	w.markLiveIfCaughtUp(ctx)
@@ -105,12 +96,14 @@ func (w *Worker) consume(ctx context.Context, wholeLog bool) bool {
 	batch := make([]jetstream.Msg, 0, w.cfg.BatchSize)
 	for {
 		if wholeLog && w.isLive() {
-			return true
+			return nil
 		}
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
-			return false
+			return errStopped
+		case err := <-errs:
+			return readError("read the log", err)
 		case m := <-msgs:
 			batch = append(batch, m)
 		}
@@ -126,10 +119,10 @@ func (w *Worker) consume(ctx context.Context, wholeLog bool) bool {
 		// Once ctx is done the consume callback drops messages, so a batch
 		// gathered since then may have gaps: never apply it.
 		if ctx.Err() != nil {
-			return false
+			return errStopped
 		}
-		if !w.applyBatch(batch) {
-			return false
+		if err := w.applyBatch(batch); err != nil {
+			return err
 		}
 	}
 }
@@ -147,6 +140,7 @@ func (w *Worker) markLiveIfCaughtUp(ctx context.Context) {
 		return
 	}
 	w.mu.Lock()
+	w.recovered()
 	live := w.goLive()
 	w.notify()
 	w.mu.Unlock()
@@ -170,20 +164,20 @@ func (w *Worker) wentLive(live bool) {
 	}
 }
 
-// applyBatch folds and commits one batch; false stops the worker.
-func (w *Worker) applyBatch(batch []jetstream.Msg) bool {
+// applyBatch folds and commits one batch. A handler failure under
+// on_error: stop fails the worker (errStopped); a store error is returned
+// for the worker to retry from its checkpoint.
+func (w *Worker) applyBatch(batch []jetstream.Msg) error {
 	events, pending, lastSeq, err := w.decodeBatch(batch)
 	if err != nil {
-		w.fail(nil, err)
-		return false
+		return err
 	}
 	if len(events) == 0 {
 		return w.skipBatch(pending, lastSeq)
 	}
 	res, err := w.store.Apply(events, w.folder, w.cfg.Spec)
 	if err != nil {
-		w.fail(nil, fmt.Errorf("store: %w", err))
-		return false
+		return storeError(err)
 	}
 	last := events[len(events)-1]
 	n := len(events)
@@ -202,8 +196,7 @@ func (w *Worker) applyBatch(batch []jetstream.Msg) bool {
 	if res.Failure == nil && lastSeq > last.Seq {
 		// The batch ended with events of other types: move past them too.
 		if err := w.store.SetCheckpoint(lastSeq); err != nil {
-			w.fail(nil, fmt.Errorf("store: %w", err))
-			return false
+			return storeError(err)
 		}
 		w.applied.Store(lastSeq)
 	}
@@ -211,9 +204,9 @@ func (w *Worker) applyBatch(batch []jetstream.Msg) bool {
 	w.recordBatch(pending, len(res.Dead), n, last)
 	if res.Failure != nil {
 		w.fail(res.Failure, nil)
-		return false
+		return errStopped
 	}
-	return true
+	return nil
 }
 
 // decodeBatch returns the batch's events of the source not applied yet,
@@ -239,27 +232,28 @@ func (w *Worker) decodeBatch(batch []jetstream.Msg) (events []*Event, pending, l
 }
 
 // skipBatch moves the checkpoint past a batch with no event of the source.
-func (w *Worker) skipBatch(pending, lastSeq uint64) bool {
+func (w *Worker) skipBatch(pending, lastSeq uint64) error {
 	if lastSeq > w.applied.Load() {
 		if err := w.store.SetCheckpoint(lastSeq); err != nil {
-			w.fail(nil, fmt.Errorf("store: %w", err))
-			return false
+			return storeError(err)
 		}
 		w.applied.Store(lastSeq)
 	}
 	w.mu.Lock()
+	w.recovered()
 	w.pending = pending
 	live := pending == 0 && w.goLive()
 	w.notify()
 	w.mu.Unlock()
 	w.wentLive(live)
-	return true
+	return nil
 }
 
 // recordBatch updates the figures after a commit of n events, last the
 // last one applied, and wakes the waiting queries.
 func (w *Worker) recordBatch(pending uint64, dead, n int, last *Event) {
 	w.mu.Lock()
+	w.recovered()
 	w.pending = pending
 	w.dead += dead
 	if n > 0 {
@@ -279,7 +273,7 @@ func (w *Worker) publishChanges(changes []Change) {
 	prefix := w.cfg.ChangesPrefix + "." + w.cfg.Spec.Name + "."
 	for _, c := range changes {
 		b, _ := json.Marshal(c)
-		if err := w.cfg.Conn.Publish(prefix+SubjectToken(c.Key), b); err != nil {
+		if err := w.conn().nc.Publish(prefix+SubjectToken(c.Key), b); err != nil {
 			w.log.Warn("publish change", "key", c.Key, "error", err)
 		}
 	}

@@ -329,7 +329,7 @@ func (m *Manager) newWorker(s *Spec, folder Folder) (*Worker, error) {
 		return nil, fmt.Errorf("projection %s: %w", s.Name, err)
 	}
 	w, err := NewWorker(Config{
-		Spec: s, Folder: folder, Path: path, Conn: nc, JS: js, OwnConn: true,
+		Spec: s, Folder: folder, Path: path, Conn: nc, JS: js, OwnConn: true, Connect: m.cfg.Connect,
 		Stream: m.cfg.Stream, SubjectPrefix: m.cfg.SubjectPrefix, ChangesPrefix: m.cfg.ChangesPrefix,
 		OnLive: onLive,
 	}, m.wlog)

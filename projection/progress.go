@@ -28,7 +28,7 @@ type sourceCount struct {
 // at included), from the server's subject index. ok is false when the
 // count could not be made: the caller falls back to the log's head.
 func (w *Worker) sourceProgress(head, applied uint64) (total, remaining uint64, ok bool) {
-	if head == 0 || len(w.subjects) == 0 || w.cfg.JS == nil {
+	if head == 0 || len(w.subjects) == 0 || w.conn().js == nil {
 		return 0, 0, false
 	}
 	c := &w.count
@@ -39,7 +39,7 @@ func (w *Worker) sourceProgress(head, applied uint64) (total, remaining uint64, 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), progressTimeout)
 	defer cancel()
-	st, err := w.cfg.JS.Stream(ctx, w.cfg.Stream)
+	st, err := w.conn().js.Stream(ctx, w.cfg.Stream)
 	if err != nil {
 		return 0, 0, false
 	}

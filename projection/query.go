@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tidwall/buntdb"
 	"github.com/tidwall/gjson"
@@ -248,9 +249,20 @@ func (s *Store) history(tx *buntdb.Tx, key string, res *Result) error {
 type cursor struct {
 	Key    string `json:"k"`
 	Record string `json:"r,omitempty"`
+	// KeyBytes and RecordBytes hold a key or record that is not valid
+	// UTF-8 (a key from a subject token can be any bytes), which a JSON
+	// string would alter: the next page would start at another place.
+	KeyBytes    []byte `json:"kb,omitempty"`
+	RecordBytes []byte `json:"rb,omitempty"`
 }
 
 func (c cursor) encode() string {
+	if !utf8.ValidString(c.Key) {
+		c.Key, c.KeyBytes = "", []byte(c.Key)
+	}
+	if !utf8.ValidString(c.Record) {
+		c.Record, c.RecordBytes = "", []byte(c.Record)
+	}
 	b, _ := json.Marshal(c)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
@@ -263,6 +275,12 @@ func decodeCursor(s string) (cursor, error) {
 	}
 	if err != nil {
 		return c, badQuery("after: not a cursor from this projection")
+	}
+	if c.KeyBytes != nil {
+		c.Key, c.KeyBytes = string(c.KeyBytes), nil
+	}
+	if c.RecordBytes != nil {
+		c.Record, c.RecordBytes = string(c.RecordBytes), nil
 	}
 	return c, nil
 }

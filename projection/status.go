@@ -20,6 +20,8 @@ type Status struct {
 	DeadLetters int      `json:"dead_letters"`
 	Failure     *Failure `json:"failure,omitempty"`
 	LastError   string   `json:"last_error,omitempty"`
+	// Attempts counts the failed attempts in a row of a retrying worker.
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // Status reports the worker's state and figures; head is the stream's last
@@ -42,6 +44,7 @@ func (w *Worker) figures(head uint64) Status {
 		Applied: w.applied.Load(), Head: head, LagEvents: w.pending,
 		Documents: st.Documents, FileBytes: st.FileBytes, DeadLetters: w.dead,
 		Failure: w.failure, LastError: w.lastError, Rate: w.rate.PerSecond(now),
+		Attempts: w.attempts,
 	}
 	if w.state == StateLive && w.pending == 0 {
 		s.LagEvents = 0

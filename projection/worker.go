@@ -19,7 +19,7 @@ import (
 const (
 	StateBuilding = "building" // replaying the log, not caught up yet
 	StateLive     = "live"     // caught up, applying events as they come
-	StateFailed   = "failed"   // stopped by an event or a store error
+	StateFailed   = "failed"   // stopped by an event (on_error: stop)
 	StateStopped  = "stopped"  // closed
 )
 
@@ -36,7 +36,10 @@ type Config struct {
 	// Conn is an in-process connection with rights to the stream.
 	Conn *nats.Conn
 	// OwnConn makes Close close Conn.
-	OwnConn       bool
+	OwnConn bool
+	// Connect, if set, opens a new connection (owned by the worker) when
+	// Conn was closed under a worker that retries.
+	Connect       func() (*nats.Conn, error)
 	JS            jetstream.JetStream
 	Stream        string
 	SubjectPrefix string
@@ -65,6 +68,7 @@ type Worker struct {
 
 	applied atomic.Uint64
 	count   sourceCount // the source's events, for Status
+	nc      atomic.Pointer[logConn]
 
 	mu        sync.Mutex
 	state     string
@@ -72,9 +76,11 @@ type Worker struct {
 	lastTime  time.Time
 	failure   *Failure
 	lastError string
+	attempts  int // failed attempts in a row while retrying
 	dead      int
 	rate      eventlog.Rate
 	advanced  chan struct{} // closed and replaced after every commit, and at Close
+	kick      chan struct{} // Retry cuts a retrying worker's backoff short
 	started   bool
 	closed    bool            // set as Close begins: no run starts after it
 	ctx       context.Context // the run context, for Retry
@@ -114,8 +120,10 @@ func NewWorker(cfg Config, logger hclog.Logger) (*Worker, error) {
 		store:    st,
 		state:    StateBuilding,
 		advanced: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
 	}
 	w.applied.Store(cp)
+	w.nc.Store(&logConn{nc: cfg.Conn, js: cfg.JS, own: cfg.OwnConn})
 	if st.Rebuilt {
 		w.log.Warn("projection file had a torn write; rebuilding it from the log", "path", cfg.Path)
 	}
@@ -167,10 +175,19 @@ func (w *Worker) goRun() {
 	}()
 }
 
-// Retry restarts a failed worker from its checkpoint. A worker that is
-// not failed refuses with an error wrapping ErrConflict.
+// Retry restarts a failed worker from its checkpoint, and makes a
+// retrying one try again at once. A worker that is neither refuses with an
+// error wrapping ErrConflict.
 func (w *Worker) Retry() error {
 	w.mu.Lock()
+	if w.state == StateRetrying && !w.closed {
+		w.mu.Unlock()
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+		return nil
+	}
 	if w.state != StateFailed || !w.started || w.closed {
 		st := w.state
 		if w.closed {
@@ -179,7 +196,7 @@ func (w *Worker) Retry() error {
 		w.mu.Unlock()
 		return conflict("projection %s v%d is %s, not failed", w.cfg.Spec.Name, w.cfg.Spec.Version, st)
 	}
-	w.state, w.failure, w.lastError = StateBuilding, nil, ""
+	w.state, w.failure, w.lastError, w.attempts = StateBuilding, nil, "", 0
 	w.mu.Unlock()
 	w.wg.Wait() // the failed run is returning
 	w.mu.Lock()
@@ -211,8 +228,8 @@ func (w *Worker) Close() error {
 		w.notify()
 		w.mu.Unlock()
 		w.closeErr = w.store.Close()
-		if w.cfg.OwnConn {
-			w.cfg.Conn.Close()
+		if c := w.conn(); c.own {
+			c.nc.Close()
 		}
 	})
 	return w.closeErr
@@ -251,36 +268,73 @@ func (w *Worker) Query(ctx context.Context, q *Query) (*Result, error) {
 }
 
 // waitFor returns once every event of the projection's source with seq <=
-// min is applied: either the checkpoint reached min, or no matching event
-// lies between the checkpoint and min.
-func (w *Worker) waitFor(ctx context.Context, min uint64) error {
+// want is applied: either the checkpoint reached want, or no matching
+// event lies between the checkpoint and want and the log's head reached
+// want. A want beyond the head waits for the log to get there.
+func (w *Worker) waitFor(ctx context.Context, want uint64) error {
+	poll := headPollMin
 	for {
 		w.mu.Lock()
 		ch, state, lastErr, closed := w.advanced, w.state, w.lastError, w.closed
 		w.mu.Unlock()
 		applied := w.applied.Load()
-		if applied >= min {
+		if applied >= want {
 			return nil
 		}
 		if closed {
 			return fmt.Errorf("%w: the projection is stopped at applied seq %d", ErrNotUpToDate, applied)
 		}
-		relevant, err := w.relevantBetween(ctx, applied+1, min)
+		relevant, err := w.relevantBetween(ctx, applied+1, want)
 		if err != nil {
 			return err
 		}
+		var timer *time.Timer
+		tick := (<-chan time.Time)(nil)
 		if !relevant {
-			return nil
-		}
-		if state == StateFailed {
+			reached, err := w.headReached(ctx, want)
+			if err != nil || reached {
+				return err
+			}
+			// Events of other aggregates move the head without a commit
+			// here: look at the head again after a while.
+			timer = time.NewTimer(poll)
+			tick, poll = timer.C, min(2*poll, headPollMax)
+		} else if state == StateFailed {
 			return fmt.Errorf("%w: the projection failed at applied seq %d: %s", ErrNotUpToDate, applied, lastErr)
 		}
 		select {
 		case <-ch:
+		case <-tick:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: applied seq is %d, waiting for %d", ErrNotUpToDate, w.applied.Load(), min)
+			return fmt.Errorf("%w: applied seq is %d, waiting for %d", ErrNotUpToDate, w.applied.Load(), want)
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
+}
+
+// How often a query waiting for a seq beyond the log's head looks at the
+// head again: headPollMin, doubling up to headPollMax.
+const (
+	headPollMin = 5 * time.Millisecond
+	headPollMax = 200 * time.Millisecond
+)
+
+// headReached reports whether the log holds an event at or after seq.
+func (w *Worker) headReached(ctx context.Context, seq uint64) (bool, error) {
+	_, err := eventlog.DirectGet(ctx, w.conn().nc, eventlog.API, w.cfg.Stream,
+		eventlog.GetRequest{Seq: seq, NextBySubject: w.cfg.SubjectPrefix + ".>"},
+		func(*nats.Msg) error { return nil })
+	switch {
+	case errors.Is(err, eventlog.ErrNoMessage):
+		return false, nil
+	case err != nil && !isStatus(err):
+		return false, fmt.Errorf("%w: %v", ErrNotUpToDate, err)
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 // relevantBetween reports whether an event of the source has a seq in
@@ -288,7 +342,7 @@ func (w *Worker) waitFor(ctx context.Context, min uint64) error {
 func (w *Worker) relevantBetween(ctx context.Context, from, upTo uint64) (bool, error) {
 	for _, subj := range w.subjects {
 		var seq uint64
-		_, err := eventlog.DirectGet(ctx, w.cfg.Conn, eventlog.API, w.cfg.Stream,
+		_, err := eventlog.DirectGet(ctx, w.conn().nc, eventlog.API, w.cfg.Stream,
 			eventlog.GetRequest{Seq: from, NextBySubject: subj}, func(m *nats.Msg) error {
 				seq, _ = eventlog.MsgSeq(m) // as before: unreadable, it counts as relevant
 				return nil

@@ -30,6 +30,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.cfg.RequireContracts, "require-contracts", d.RequireContracts, "refuse event types that have no contract")
 	fs.IntVar(&f.cfg.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest event data accepted")
 	fs.IntVar(&f.cfg.MaxBatch, "max-batch", d.MaxBatch, "most events in one atomic batch (1 to 1000)")
+	fs.Int64Var(&f.cfg.MaxLogBytes, "max-log-bytes", d.MaxLogBytes, "largest size of the event log on disk; appends beyond it are refused (0: unlimited)")
 	fs.DurationVar(&f.dedupWindow, "dedup-window", time.Duration(d.DedupWindow), "how long a ce-id is remembered for idempotent appends")
 	fs.StringVar(&f.cfg.LogLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error")
 	fs.StringVar(&f.cfg.LogFormat, "log-format", d.LogFormat, "text or json (one object per line)")
@@ -54,6 +55,7 @@ func (f *nodeFlags) Config(fs *pflag.FlagSet) (node.Config, error) {
 		"require-contracts": func() { cfg.RequireContracts = f.cfg.RequireContracts },
 		"max-event-bytes":   func() { cfg.MaxEventBytes = f.cfg.MaxEventBytes },
 		"max-batch":         func() { cfg.MaxBatch = f.cfg.MaxBatch },
+		"max-log-bytes":     func() { cfg.MaxLogBytes = f.cfg.MaxLogBytes },
 		"dedup-window":      func() { cfg.DedupWindow = node.Duration(f.dedupWindow) },
 		"log-level":         func() { cfg.LogLevel = f.cfg.LogLevel },
 		"log-format":        func() { cfg.LogFormat = f.cfg.LogFormat },

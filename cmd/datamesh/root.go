@@ -42,6 +42,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newBenchCmd(),
 		newTailCmd(),
 		newBackupCmd(), newRestoreCmd(),
+		newRejectedCmd(),
 	)
 	return root
 }

@@ -66,12 +66,17 @@ func runStatus(cmd *cobra.Command, c *client.Client, asJSON bool, watch time.Dur
 		if err != nil {
 			return err
 		}
+		rj, err := c.RejectedStatus()
+		if err != nil {
+			return err
+		}
 		switch {
 		case asJSON:
 			err = printJSON(w, struct {
 				*protocol.ProjectionsReply
 				*protocol.MeshStatus
-			}{r, m})
+				Rejected *protocol.RejectedStatus `json:"rejected"`
+			}{r, m, rj})
 		case clearScreen:
 			fmt.Fprint(w, "\033[H\033[2J")
 		case frame > 0:
@@ -80,6 +85,10 @@ func runStatus(cmd *cobra.Command, c *client.Client, asJSON bool, watch time.Dur
 		if err == nil && !asJSON {
 			if err = printStatus(w, r); err == nil {
 				err = printMesh(w, m)
+			}
+			if err == nil && (rj.Count > 0 || rj.LostSinceStart > 0) {
+				_, err = fmt.Fprintf(w, "\nREJECTED: %d published events refused (datamesh rejected lists them), %d not recorded\n",
+					rj.Count, rj.LostSinceStart)
 			}
 		}
 		if err != nil || watch <= 0 {

@@ -17,13 +17,19 @@ import (
 
 // handleAppend serves dm.append.<aggregate>.<id>. Checks run in the handler;
 // the JetStream ack is awaited off the handler (the log calls back, in
-// fsync mode once the event is fsynced), so appends pipeline.
+// fsync mode once the event is fsynced), so appends pipeline. An append
+// published without a reply subject takes the same path; when it is
+// refused, nobody hears the error, so it goes to the rejected record.
 func (a *API) handleAppend(req micro.Request) {
 	start := a.now()
 	if e := a.append(req, start); e != nil {
 		// Counted before the reply, so a client that reads the metrics
 		// after its answer sees its append in them.
 		a.observeAppend(start, e.Code, 0)
+		if req.Reply() == "" {
+			a.reject(req, e, "")
+			return
+		}
 		replyError(req, e)
 	}
 }
@@ -31,52 +37,86 @@ func (a *API) handleAppend(req micro.Request) {
 // append checks an append and hands it to the appender, whose callback
 // answers; an error is the answer when the append went no further.
 func (a *API) append(req micro.Request, start time.Time) *protocol.Error {
-	agg, id, e := splitTarget(req.Subject(), protocol.SubjectAppend)
-	if e == nil && id == "" {
-		e = protocol.NewError(protocol.CodeBadRequest, "subject %q: want %s.<aggregate>.<id>", req.Subject(), protocol.SubjectAppend)
-	}
-	if e != nil {
-		return e
-	}
 	h := nats.Header(req.Headers())
-	expected, e := parseExpectedVersion(h)
+	agg, id, expected, e := appendTarget(req.Subject(), h)
 	if e != nil {
 		return e
 	}
 	if ct := headerValue(h, protocol.HeaderContentType); strings.HasPrefix(strings.ToLower(ct), protocol.ContentTypeBatch) {
 		return a.appendBatch(req, agg, id, expected, start)
 	}
-	d, e := fromHeaders(h, req.Data())
+	m, e := a.prepareOne(agg, id, h, req.Data(), "")
 	if e != nil {
 		return e
-	}
-	m, err := a.deps.Log.Prepare(agg, id, d)
-	if err != nil {
-		return WireError(err)
 	}
 	reply := req.Reply()
 	a.deps.Appender.Append(&eventlog.Append{Msg: m, Aggregate: agg, ID: id, Expected: expected,
 		Done: func(seq uint64, dup bool, err error) {
-			a.appended(reply, start, protocol.AppendReply{Seq: seq, Duplicate: dup}, 1, dup, err)
+			e := a.appended(reply, start, protocol.AppendReply{Seq: seq, Duplicate: dup}, 1, dup, err)
+			if e != nil && reply == "" {
+				a.reject(req, e, m.Header.Get(protocol.HeaderID))
+			}
 		}})
 	return nil
 }
 
+// appendTarget reads the aggregate and id of an append's subject and its
+// expected version.
+func appendTarget(subject string, h nats.Header) (agg, id string, expected *uint64, e *protocol.Error) {
+	agg, id, e = splitTarget(subject, protocol.SubjectAppend)
+	if e == nil && id == "" {
+		e = protocol.NewError(protocol.CodeBadRequest, "subject %q: want %s.<aggregate>.<id>", subject, protocol.SubjectAppend)
+	}
+	if e != nil {
+		return "", "", nil, e
+	}
+	expected, e = parseExpectedVersion(h)
+	return agg, id, expected, e
+}
+
+// prepareOne reads one event, in binary or structured mode, and checks it
+// (contract included) into the message to store. An event without an id
+// gets defaultID, when not "".
+func (a *API) prepareOne(agg, id string, h nats.Header, body []byte, defaultID string) (*nats.Msg, *protocol.Error) {
+	var (
+		d *eventlog.Draft
+		e *protocol.Error
+	)
+	if isStructured(h, body) {
+		d, e = fromStructuredBody(agg, id, body)
+	} else {
+		d, e = fromHeaders(h, body)
+	}
+	if e != nil {
+		return nil, e
+	}
+	if d.ID == "" {
+		d.ID = defaultID
+	}
+	m, err := a.deps.Log.Prepare(agg, id, d)
+	if err != nil {
+		return nil, WireError(err)
+	}
+	return m, nil
+}
+
 // appended answers an append once the log has: with the error, or with
-// the reply for events stored (or found stored: dup), counted first.
-func (a *API) appended(replyTo string, start time.Time, reply any, events int, dup bool, err error) {
+// the reply for events stored (or found stored: dup), counted first. It
+// returns the error answered.
+func (a *API) appended(replyTo string, start time.Time, reply any, events int, dup bool, err error) *protocol.Error {
 	switch {
 	case err != nil:
 		e := WireError(err)
 		a.observeAppend(start, e.Code, 0)
 		a.respondError(replyTo, e)
-		return
+		return e
 	case dup:
 		a.observeAppend(start, OutcomeDeduplicated, 0)
 	default:
 		a.observeAppend(start, OutcomeStored, events)
 	}
 	a.respond(replyTo, reply)
+	return nil
 }
 
 // appendBatch stores a JSON array of structured CloudEvents as one
@@ -88,7 +128,10 @@ func (a *API) appendBatch(req micro.Request, agg, id string, expected *uint64, s
 	}
 	reply, count := req.Reply(), len(msgs)
 	a.deps.Log.AppendBatch(agg, id, msgs, expected, func(first, last uint64, dup bool, err error) {
-		a.appended(reply, start, protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup}, count, dup, err)
+		r := protocol.BatchReply{FirstSeq: first, LastSeq: last, Count: count, Duplicate: dup}
+		if e := a.appended(reply, start, r, count, dup, err); e != nil && reply == "" {
+			a.reject(req, e, "")
+		}
 	})
 	return nil
 }
@@ -116,7 +159,7 @@ func (a *API) prepareBatch(agg, id string, body []byte) ([]*nats.Msg, *protocol.
 	msgs := make([]*nats.Msg, len(raws))
 	seen := map[string]int{}
 	for i, raw := range raws {
-		d, e := fromStructured(raw)
+		d, e := fromStructured(raw, agg, id)
 		if e == nil {
 			var err error
 			if msgs[i], err = a.deps.Log.Prepare(agg, id, d); err != nil {

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -67,10 +69,43 @@ func isJSONContentType(ct string) bool {
 	return ct == "application/json" || strings.HasSuffix(ct, "+json")
 }
 
-// fromStructured reads one structured-mode CloudEvent of a batch. raw is
-// valid JSON (the whole batch was checked); gjson reads it without decoding
-// it into maps first.
-func fromStructured(raw gjson.Result) (*eventlog.Draft, *protocol.Error) {
+// isStructured reports whether an append is one structured-mode CloudEvent:
+// content-type application/cloudevents+json, or no content type, no
+// binary-mode attribute headers and a JSON object body with specversion
+// (what the CloudEvents SDKs' NATS senders publish).
+func isStructured(h nats.Header, body []byte) bool {
+	ct := headerValue(h, protocol.HeaderContentType)
+	if ct != "" {
+		return strings.EqualFold(strings.TrimSpace(strings.Split(ct, ";")[0]), protocol.ContentTypeStructured)
+	}
+	if headerValue(h, protocol.HeaderType) != "" || headerValue(h, protocol.HeaderSpecVersion) != "" {
+		return false
+	}
+	body = []byte(strings.TrimLeft(string(body), " \t\r\n"))
+	return len(body) > 0 && body[0] == '{' && gjson.GetBytes(body, "specversion").Exists()
+}
+
+// fromStructuredBody reads a structured-mode event: the whole event as the
+// JSON object body, specversion required.
+func fromStructuredBody(agg, id string, body []byte) (*eventlog.Draft, *protocol.Error) {
+	// json.Valid first: it refuses nesting gjson would recurse into.
+	if !json.Valid(body) {
+		return nil, badRequest("a structured CloudEvent (%s) must be a JSON object", protocol.ContentTypeStructured)
+	}
+	raw := gjson.ParseBytes(body)
+	if !raw.IsObject() {
+		return nil, badRequest("a structured CloudEvent (%s) must be a JSON object", protocol.ContentTypeStructured)
+	}
+	if !raw.Get("specversion").Exists() {
+		return nil, badRequest("a structured CloudEvent needs \"specversion\": %q", protocol.SpecVersion)
+	}
+	return fromStructured(raw, agg, id)
+}
+
+// fromStructured reads one structured-mode CloudEvent for aggregate agg, id
+// id. raw is valid JSON (the whole body was checked); gjson reads it
+// without decoding it into maps first.
+func fromStructured(raw gjson.Result, agg, id string) (*eventlog.Draft, *protocol.Error) {
 	if !raw.IsObject() {
 		return nil, badRequest("not a JSON object")
 	}
@@ -78,6 +113,9 @@ func fromStructured(raw gjson.Result) (*eventlog.Draft, *protocol.Error) {
 	var e *protocol.Error
 	raw.ForEach(func(key, v gjson.Result) bool {
 		e = structuredAttribute(d, key.Str, v)
+		if e == nil {
+			e = checkTarget(key.Str, v, agg, id)
+		}
 		return e == nil
 	})
 	if e != nil {
@@ -93,7 +131,18 @@ func structuredAttribute(d *eventlog.Draft, k string, v gjson.Result) *protocol.
 		return nil
 	}
 	if k == "data_base64" {
-		return badRequest("data_base64 is not supported; data must be JSON")
+		b, err := base64.StdEncoding.DecodeString(v.Str)
+		if v.Type != gjson.String || err != nil || !json.Valid(b) {
+			return badRequest("data_base64 must be base64 of JSON data; the node stores JSON only")
+		}
+		d.Data = b
+		return nil
+	}
+	if v.Type == gjson.Number || v.Type == gjson.True || v.Type == gjson.False {
+		if extension(k) {
+			setExtension(d, k, v.Raw) // an integer or boolean extension
+			return nil
+		}
 	}
 	if v.Type != gjson.String {
 		return badRequest("attribute %q must be a string", k)
@@ -121,10 +170,38 @@ func structuredAttribute(d *eventlog.Draft, k string, v gjson.Result) *protocol.
 	case "aggregate", "aggregateid", "seq", "subject":
 		// Set by the node from the request subject and the log.
 	default:
-		if d.Extensions == nil {
-			d.Extensions = map[string]string{}
-		}
-		d.Extensions[k] = s
+		setExtension(d, k, s)
+	}
+	return nil
+}
+
+// extension reports whether k names an extension attribute, not one of
+// CloudEvents' own or one the node sets.
+func extension(k string) bool {
+	switch k {
+	case "specversion", "type", "id", "source", "time", "dataschema", "datacontenttype",
+		"aggregate", "aggregateid", "seq", "subject":
+		return false
+	}
+	return true
+}
+
+func setExtension(d *eventlog.Draft, k, v string) {
+	if d.Extensions == nil {
+		d.Extensions = map[string]string{}
+	}
+	d.Extensions[k] = v
+}
+
+// checkTarget refuses the aggregate and aggregateid attributes (the
+// extensions a read returns) when they name another aggregate than the
+// append's subject.
+func checkTarget(k string, v gjson.Result, agg, id string) *protocol.Error {
+	switch {
+	case k == "aggregate" && v.Str != agg:
+		return badRequest("attribute aggregate %q disagrees with the subject's aggregate %q", v.Str, agg)
+	case k == "aggregateid" && v.Str != id:
+		return badRequest("attribute aggregateid %q disagrees with the subject's id %q", v.Str, id)
 	}
 	return nil
 }

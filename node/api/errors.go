@@ -25,6 +25,7 @@ var codes = []struct {
 	{eventlog.ErrNoContract, protocol.CodeNoContract},
 	{eventlog.ErrDuplicateBatch, protocol.CodeDuplicate},
 	{eventlog.ErrUnavailable, protocol.CodeUnavailable},
+	{eventlog.ErrStorageFull, protocol.CodeInsufficientStorage},
 	{eventlog.ErrClosed, protocol.CodeUnavailable},
 	{registry.ErrConflict, protocol.CodeConflict},
 	{registry.ErrIncompatible, protocol.CodeIncompatible},

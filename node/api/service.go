@@ -17,6 +17,7 @@ import (
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/node/registry"
+	"github.com/datamesh/datamesh/node/rejected"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -58,6 +59,8 @@ type Deps struct {
 	Observer Observer
 	// Backup takes the backups dm.admin.backup streams.
 	Backup *backup.Runner
+	// Rejected keeps the refused appends published without a reply.
+	Rejected *rejected.Record
 }
 
 // API is the node's micro service.
@@ -80,6 +83,8 @@ type API struct {
 	serving   atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+	// replayMu runs one replay of the rejected record at a time.
+	replayMu sync.Mutex
 }
 
 // New returns the API; Start registers its endpoints.
@@ -145,6 +150,9 @@ func (a *API) endpoints() []endpoint {
 		{"replay", protocol.SubjectReplay, a.handleReplay},
 		{"delete", protocol.SubjectDelete, a.handleDelete},
 		{"backup", protocol.SubjectBackup, a.handleBackup},
+		{"rejected-list", protocol.SubjectRejectedList, a.withRejected(a.handleRejectedList)},
+		{"rejected-replay", protocol.SubjectRejectedReplay, a.withRejected(a.handleRejectedReplay)},
+		{"rejected-status", protocol.SubjectRejectedStatus, a.withRejected(a.handleRejectedStatus)},
 	}
 }
 

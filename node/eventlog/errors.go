@@ -27,6 +27,9 @@ var (
 	// ErrUnavailable: the log did not store or answer; the write may be
 	// stored (a retry with the same ce-id is safe).
 	ErrUnavailable = errors.New("event log unavailable")
+	// ErrStorageFull: storing the write would exceed the log's storage
+	// limit (max_log_bytes) or JetStream's; nothing was stored.
+	ErrStorageFull = errors.New("insufficient storage")
 	// ErrClosed: the log is closing.
 	ErrClosed = errors.New("the node is shutting down")
 )
@@ -65,6 +68,19 @@ func isBatchDuplicate(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeBatchDuplicate
 }
 
+// JetStream's codes of a write refused for lack of room: JSInsufficientResourcesErr
+// (the server's or account's storage), and JSStreamStoreFailedF, whose
+// description says "maximum bytes exceeded" at the stream's max_bytes.
+const (
+	errCodeInsufficientResources = 10023
+	errCodeStoreFailed           = 10077
+)
+
+// storageFull is an ErrStorageFull error with JetStream's reason.
+func storageFull(reason string) error {
+	return kinded(ErrStorageFull, "the event log is full (%s): nothing was stored; raise max_log_bytes or free disk space", reason)
+}
+
 // publishError maps a JetStream publish failure to one of the log's errors.
 func publishError(err error, expected *uint64) error {
 	var apiErr *jetstream.APIError
@@ -80,6 +96,12 @@ func publishError(err error, expected *uint64) error {
 			return tooLarge("%s", apiErr.Description)
 		case 10199: // JSAtomicPublishTooLargeBatchErrF
 			return tooLarge("%s", apiErr.Description)
+		case errCodeInsufficientResources:
+			return storageFull(apiErr.Description)
+		case errCodeStoreFailed:
+			if strings.Contains(apiErr.Description, "maximum bytes exceeded") {
+				return storageFull(apiErr.Description)
+			}
 		}
 		return Unavailable("event log refused the write: %s", apiErr.Description)
 	}

@@ -28,6 +28,9 @@ type Config struct {
 	SubjectPrefix string
 	MaxEventBytes int
 	DedupWindow   time.Duration
+	// MaxBytes bounds the stream's size (discard new: a write beyond it is
+	// refused, nothing stored is dropped); 0 or -1: unlimited.
+	MaxBytes int64
 	// RequireContracts refuses event types without a contract.
 	RequireContracts bool
 	// ReadMaxBytes bounds one page of Read (0: no bound).
@@ -83,9 +86,14 @@ func New(cfg Config, nc *nats.Conn, contracts Contracts, logger hclog.Logger) *L
 	return &Log{cfg: cfg, nc: nc, contracts: contracts, log: logger.Named("log")}
 }
 
-// streamConfig is the log's stream: file storage, no limits, no deletes,
-// atomic batches and direct gets for reads.
+// streamConfig is the log's stream: file storage, no limits but MaxBytes
+// (discard new: never drop a stored event), no deletes, atomic batches
+// and direct gets for reads.
 func (l *Log) streamConfig() jetstream.StreamConfig {
+	maxBytes := l.cfg.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = -1 // unlimited
+	}
 	return jetstream.StreamConfig{
 		Name:               l.cfg.Stream,
 		Description:        "DataMesh event log: <prefix>.<aggregate>.<id>.<type>",
@@ -93,6 +101,7 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		Storage:            jetstream.FileStorage,
 		Retention:          jetstream.LimitsPolicy,
 		Discard:            jetstream.DiscardNew,
+		MaxBytes:           maxBytes,
 		MaxMsgSize:         MaxMsgSize(l.cfg.MaxEventBytes),
 		Duplicates:         l.cfg.DedupWindow,
 		DenyDelete:         true,

@@ -52,7 +52,7 @@ type Sources struct {
 // projectionStates and linkStates are the values of the state label; each
 // projection version or link has a series for each, 1 for its own.
 var (
-	projectionStates = []string{projection.StateBuilding, projection.StateLive, projection.StateFailed, projection.StateStopped}
+	projectionStates = []string{projection.StateBuilding, projection.StateLive, projection.StateFailed, projection.StateRetrying, projection.StateStopped}
 	linkStates       = []string{meshlink.LinkConnecting, meshlink.LinkImporting, meshlink.LinkFailed}
 )
 

@@ -57,7 +57,7 @@ var (
 var (
 	projectionLabels  = []string{"projection", "version"}
 	famProjActive     = &family{"datamesh_projection_active", gauge, projectionLabels, "1 for the version that answers queries without a version, else 0."}
-	famProjState      = &family{"datamesh_projection_state", gauge, []string{"projection", "version", "state"}, "1 for the version's state (building, live, failed, stopped), 0 for the others."}
+	famProjState      = &family{"datamesh_projection_state", gauge, []string{"projection", "version", "state"}, "1 for the version's state (building, live, failed, retrying, stopped), 0 for the others."}
 	famProjApplied    = &family{"datamesh_projection_applied_seq", gauge, projectionLabels, "Seq, in the log, of the last event the version applied; it grows with every event applied."}
 	famProjLagEvents  = &family{"datamesh_projection_lag_events", gauge, projectionLabels, "Events of the version's source not applied yet, as of its last batch."}
 	famProjLagSeconds = &family{"datamesh_projection_lag_seconds", gauge, projectionLabels, "Age of the oldest event not applied yet; 0 when caught up."}

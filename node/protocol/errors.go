@@ -11,19 +11,20 @@ import (
 // Error codes carried in every error reply ({"error": {"code": ...}}) and, as
 // the HTTP-like status, in the Nats-Service-Error-Code header.
 const (
-	CodeBadRequest      = "bad_request"      // 400: malformed subject, headers or body
-	CodeNotFound        = "not_found"        // 404: nothing at that name
-	CodeVersionConflict = "version_conflict" // 409: Dm-Expected-Version did not match
-	CodeDuplicate       = "duplicate"        // 409: a batch repeats ids already stored differently
-	CodeConflict        = "conflict"         // 409: a resource version exists with other content
-	CodeIncompatible    = "incompatible"     // 409: a contract change breaks existing producers
-	CodeNotReady        = "not_ready"        // 409: a projection version is not live yet
-	CodeTooLarge        = "too_large"        // 413: event or batch above the node's limits
-	CodeSchemaViolation = "schema_violation" // 422: data does not satisfy the contract
-	CodeNoContract      = "no_contract"      // 422: contracts are mandatory and the type has none
-	CodeNotUpToDate     = "not_up_to_date"   // 504: min_seq not reached in time
-	CodeInternal        = "internal"         // 500: a bug; the message says what failed
-	CodeUnavailable     = "unavailable"      // 503: the log did not answer in time
+	CodeBadRequest          = "bad_request"          // 400: malformed subject, headers or body
+	CodeNotFound            = "not_found"            // 404: nothing at that name
+	CodeVersionConflict     = "version_conflict"     // 409: Dm-Expected-Version did not match
+	CodeDuplicate           = "duplicate"            // 409: a batch repeats ids already stored differently
+	CodeConflict            = "conflict"             // 409: a resource version exists with other content
+	CodeIncompatible        = "incompatible"         // 409: a contract change breaks existing producers
+	CodeNotReady            = "not_ready"            // 409: a projection version is not live yet
+	CodeTooLarge            = "too_large"            // 413: event or batch above the node's limits
+	CodeSchemaViolation     = "schema_violation"     // 422: data does not satisfy the contract
+	CodeNoContract          = "no_contract"          // 422: contracts are mandatory and the type has none
+	CodeNotUpToDate         = "not_up_to_date"       // 504: min_seq not reached in time
+	CodeInternal            = "internal"             // 500: a bug; the message says what failed
+	CodeUnavailable         = "unavailable"          // 503: the log did not answer in time
+	CodeInsufficientStorage = "insufficient_storage" // 507: the log is at its storage limit; nothing stored
 )
 
 // statuses are the HTTP-like status of each code.
@@ -31,7 +32,7 @@ var statuses = map[string]int{
 	CodeBadRequest: 400, CodeNotFound: 404, CodeVersionConflict: 409, CodeDuplicate: 409,
 	CodeConflict: 409, CodeIncompatible: 409, CodeNotReady: 409, CodeTooLarge: 413,
 	CodeSchemaViolation: 422, CodeNoContract: 422, CodeNotUpToDate: 504, CodeInternal: 500,
-	CodeUnavailable: 503,
+	CodeUnavailable: 503, CodeInsufficientStorage: 507,
 }
 
 // Error is an API error: the wire form of every failed request. It is also a

@@ -1,0 +1,4 @@
+package meshlink
+
+// RetryDelay is retryDelay, for the external tests.
+var RetryDelay = retryDelay
