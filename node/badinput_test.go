@@ -33,7 +33,10 @@ type badInput struct {
 
 var bigBody = `{"pad":"` + strings.Repeat("x", 600*1024) + `"}`
 
-const batchCT = "content-type: " + protocol.ContentTypeBatch
+const (
+	batchCT = "content-type: " + protocol.ContentTypeBatch
+	sct     = "content-type: " + protocol.ContentTypeStructured
+)
 
 // badInputs are the cases of TestBadInputTable and the rows of the table
 // in docs/protocol.md. The node has the orders example applied, o-1 holds
@@ -68,6 +71,13 @@ var badInputs = []badInput{
 	{"batch event breaks the contract", "dm.append.order.o-2", []string{batchCT}, `[{"type":"X","data":{}},{"type":"ItemAdded","data":{"sku":"s"}}]`, "", "schema_violation", 422, "data does not satisfy contract order.ItemAdded"},
 	{"batch expected version does not hold", "dm.append.order.o-1", []string{batchCT, "Dm-Expected-Version: 0"}, `[{"type":"X","data":{}}]`, "", "version_conflict", 409, "expected version 0, but the aggregate is at version 1"},
 	{"batch reusing some stored ids", "dm.append.order.o-1", []string{batchCT}, `[{"type":"X","id":"seed-1","data":{}},{"type":"X","id":"new-1","data":{}}]`, "", "duplicate", 409, "some event ids of this batch are already stored, but not as this same batch"},
+	// Appends, structured mode (content-type application/cloudevents+json,
+	// or no content type and a JSON object body with specversion).
+	{"structured: specversion not 1.0", "dm.append.order.o-2", []string{sct}, `{"specversion":"0.3","type":"OrderPlaced","data":{}}`, "", "bad_request", 400, `specversion "0.3" is not supported; use 1.0`},
+	{"structured: no specversion", "dm.append.order.o-2", []string{sct}, `{"type":"OrderPlaced","data":{}}`, "", "bad_request", 400, `a structured CloudEvent needs "specversion"`},
+	{"structured: aggregate disagrees with the subject", "dm.append.order.o-2", nil, `{"specversion":"1.0","type":"OrderPlaced","aggregate":"invoice","data":{}}`, "", "bad_request", 400, `attribute aggregate "invoice" disagrees with the subject's aggregate "order"`},
+	{"structured: attribute name not lower-case letters and digits", "dm.append.order.o-2", []string{sct}, `{"specversion":"1.0","type":"OrderPlaced","Trace":"x","data":{}}`, "", "bad_request", 400, `attribute name "Trace": CloudEvents attribute names are lower-case letters and digits`},
+	{"structured: attribute given twice", "dm.append.order.o-2", []string{sct}, `{"specversion":"1.0","type":"OrderPlaced","type":"ItemAdded","data":{}}`, "", "bad_request", 400, `attribute "type" appears twice`},
 	// Reads.
 	{"read subject with an extra token", "dm.read.order.o-1.x", nil, ``, "", "bad_request", 400, "want dm.read.<aggregate>.<id>"},
 	{"read body not JSON", "dm.read.order", nil, `from 1`, "", "bad_request", 400, "read body: "},

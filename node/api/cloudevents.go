@@ -111,7 +111,13 @@ func fromStructured(raw gjson.Result, agg, id string) (*eventlog.Draft, *protoco
 	}
 	d := &eventlog.Draft{}
 	var e *protocol.Error
+	seen := map[string]bool{}
 	raw.ForEach(func(key, v gjson.Result) bool {
+		if seen[key.Str] {
+			e = badRequest("attribute %q appears twice", key.Str)
+			return false
+		}
+		seen[key.Str] = true
 		e = structuredAttribute(d, key.Str, v)
 		if e == nil {
 			e = checkTarget(key.Str, v, agg, id)
@@ -137,6 +143,9 @@ func structuredAttribute(d *eventlog.Draft, k string, v gjson.Result) *protocol.
 		}
 		d.Data = b
 		return nil
+	}
+	if !attributeName(k) {
+		return badRequest("attribute name %q: CloudEvents attribute names are lower-case letters and digits", k)
 	}
 	if v.Type == gjson.Number || v.Type == gjson.True || v.Type == gjson.False {
 		if extension(k) {
@@ -170,9 +179,27 @@ func structuredAttribute(d *eventlog.Draft, k string, v gjson.Result) *protocol.
 	case "aggregate", "aggregateid", "seq", "subject":
 		// Set by the node from the request subject and the log.
 	default:
+		if strings.ContainsAny(s, "\r\n") {
+			return badRequest("attribute %q must be on one line (it is stored as a ce- header)", k)
+		}
 		setExtension(d, k, s)
 	}
 	return nil
+}
+
+// attributeName reports whether k is a valid CloudEvents attribute name:
+// lower-case ASCII letters and digits (CloudEvents 1.0, "Attribute
+// Naming Convention"), as binary mode's ce- headers are read.
+func attributeName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // extension reports whether k names an extension attribute, not one of
