@@ -353,39 +353,6 @@ func (s *Store) scan(tx *buntdb.Tx, f *Filter, res *Result, count bool) error {
 	return nil
 }
 
-func (s *Store) scanKeys(tx *buntdb.Tx, f *Filter, after *cursor, emit func(k, v string) bool) error {
-	prefix := docPrefix + f.Prefix
-	in := func(k string) bool { return strings.HasPrefix(k, prefix) }
-	if f.Desc {
-		start := prefix + "\xff"
-		if after != nil {
-			start = docPrefix + after.Key
-		}
-		return tx.DescendLessOrEqual("", start, func(k, v string) bool {
-			if after != nil && k == docPrefix+after.Key {
-				return true
-			}
-			if !in(k) {
-				return k > prefix // keys above the prefix range: keep descending
-			}
-			return emit(k, v)
-		})
-	}
-	start := prefix
-	if after != nil {
-		start = docPrefix + after.Key
-	}
-	return tx.AscendGreaterOrEqual("", start, func(k, v string) bool {
-		if after != nil && k == docPrefix+after.Key {
-			return true
-		}
-		if !in(k) {
-			return false
-		}
-		return emit(k, v)
-	})
-}
-
 // indexRange is the part of a JSON index a filter selects, and the cursor
 // a page resumes after.
 type indexRange struct {
