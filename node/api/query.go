@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/micro"
 	"github.com/tidwall/gjson"
@@ -137,7 +138,9 @@ func simpleQueryField(q *projection.Query, k string, v gjson.Result) bool {
 	case "get":
 		s := v.Str
 		q.Get = &s
-		return v.Type == gjson.String
+		// Invalid UTF-8 goes to the strict decoder, which reads it as
+		// U+FFFD (FuzzDecodeQuery): both paths must read the same key.
+		return v.Type == gjson.String && utf8.ValidString(s)
 	case "at_seq", "min_seq":
 		n, err := strconv.ParseUint(v.Raw, 10, 64)
 		if k == "at_seq" {
