@@ -17,26 +17,10 @@ const defaultReadLimit = 1000
 // handleRead serves dm.read.<aggregate>[.<id>]. Reads run off the handler
 // so that one slow read does not hold up the others.
 func (a *API) handleRead(req micro.Request) {
-	agg, id, e := splitTarget(req.Subject(), protocol.SubjectRead)
+	agg, id, rr, e := decodeRead(req.Subject(), req.Data())
 	if e != nil {
 		replyError(req, e)
 		return
-	}
-	var rr protocol.ReadRequest
-	if body := bytes.TrimSpace(req.Data()); len(body) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rr); err != nil {
-			replyError(req, badRequest("read body: %v (want {\"from_seq\": N, \"limit\": L})", err))
-			return
-		}
-	}
-	if rr.Limit < 0 || rr.Limit > eventlog.MaxReadLimit {
-		replyError(req, badRequest("limit %d: must be between 1 and %d", rr.Limit, eventlog.MaxReadLimit))
-		return
-	}
-	if rr.Limit == 0 {
-		rr.Limit = defaultReadLimit
 	}
 	filter := eventlog.AggregateFilter(a.deps.Log.Prefix(), agg, id)
 	reply := req.Reply()
@@ -52,4 +36,26 @@ func (a *API) handleRead(req micro.Request) {
 		}
 		a.respond(reply, protocol.ReadReply{Events: events, NextSeq: next})
 	})
+}
+
+// decodeRead reads a read request: the aggregate (and id) of its subject,
+// and its optional body with the limit checked and defaulted.
+func decodeRead(subject string, body []byte) (agg, id string, rr protocol.ReadRequest, e *protocol.Error) {
+	if agg, id, e = splitTarget(subject, protocol.SubjectRead); e != nil {
+		return "", "", rr, e
+	}
+	if body := bytes.TrimSpace(body); len(body) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rr); err != nil {
+			return "", "", rr, badRequest("read body: %v (want {\"from_seq\": N, \"limit\": L})", err)
+		}
+	}
+	if rr.Limit < 0 || rr.Limit > eventlog.MaxReadLimit {
+		return "", "", rr, badRequest("limit %d: must be between 1 and %d", rr.Limit, eventlog.MaxReadLimit)
+	}
+	if rr.Limit == 0 {
+		rr.Limit = defaultReadLimit
+	}
+	return agg, id, rr, nil
 }
