@@ -67,7 +67,7 @@ func (w *exportWorker) run(ctx context.Context) {
 		w.attempts++
 		n := w.attempts
 		w.mu.Unlock()
-		w.log.Warn("export interrupted; retrying", "attempt", n, "retry_in", retryDelay(n), "error", err)
+		w.log.Warn("export interrupted; retrying", "attempt", n, "retry_in", eventlog.RetryDelay(n), "error", err)
 		if !backoff(ctx, n) {
 			return
 		}

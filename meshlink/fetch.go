@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/datamesh/datamesh/node/eventlog"
 )
 
 const (
@@ -53,25 +55,9 @@ func fetch(cons jetstream.Consumer, max int) ([]jetstream.Msg, error) {
 	return append(msgs, more...), err
 }
 
-// Retry backoff of links and exports: the first retry waits RetryMin,
-// each next one twice as long, up to RetryMax.
-const (
-	RetryMin = 100 * time.Millisecond
-	RetryMax = 30 * time.Second
-)
-
-// retryDelay is the wait before retry n (1, 2, …).
-func retryDelay(n int) time.Duration {
-	d := RetryMin
-	for i := 1; i < n && d < RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, RetryMax)
-}
-
 // backoff waits before retry n of a worker (1, 2, …); false if ctx ended.
 func backoff(ctx context.Context, n int) bool {
-	t := time.NewTimer(retryDelay(n))
+	t := time.NewTimer(eventlog.RetryDelay(n))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

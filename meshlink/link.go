@@ -95,7 +95,7 @@ func (w *linkWorker) run(ctx context.Context) {
 		w.attempts++
 		n := w.attempts
 		w.mu.Unlock()
-		w.log.Debug("link interrupted; retrying", "attempt", n, "retry_in", retryDelay(n), "error", err)
+		w.log.Debug("link interrupted; retrying", "attempt", n, "retry_in", eventlog.RetryDelay(n), "error", err)
 		if !backoff(ctx, n) {
 			return
 		}

@@ -8,19 +8,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/datamesh/datamesh/node/eventlog"
 )
 
 // StateRetrying is a worker that could not read the log or write its
 // store: it waits, then resumes from its checkpoint. Its status says why
 // and how many attempts in a row failed.
 const StateRetrying = "retrying"
-
-// Retry backoff: the first retry waits RetryMin, each next one twice as
-// long, up to RetryMax.
-const (
-	RetryMin = 100 * time.Millisecond
-	RetryMax = 30 * time.Second
-)
 
 // consumerResets bounds how often the ordered consumer re-creates its
 // server consumer by itself. By default nats.go retries that without end
@@ -31,15 +26,6 @@ const consumerResets = 1
 // errStopped ends a run for good: the context ended or the worker failed
 // (an event under on_error: stop), as already recorded.
 var errStopped = errors.New("stopped")
-
-// retryDelay is the wait before attempt n (1, 2, …).
-func retryDelay(n int) time.Duration {
-	d := RetryMin
-	for i := 1; i < n && d < RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, RetryMax)
-}
 
 // run reads the log until Close or a failure. A read or a store write that
 // fails makes the worker retrying: it backs off and resumes from its
@@ -53,7 +39,7 @@ func (w *Worker) run(ctx context.Context) {
 	})()
 	for ctx.Err() == nil {
 		if err := w.reconnect(); err != nil {
-			if !w.backoff(ctx, retryDelay(w.retrying(err))) {
+			if !w.backoff(ctx, eventlog.RetryDelay(w.retrying(err))) {
 				return
 			}
 			continue
@@ -66,7 +52,7 @@ func (w *Worker) run(ctx context.Context) {
 			return
 		}
 		n := w.retrying(err)
-		if !w.backoff(ctx, retryDelay(n)) {
+		if !w.backoff(ctx, eventlog.RetryDelay(n)) {
 			return
 		}
 	}
@@ -79,7 +65,7 @@ func (w *Worker) retrying(err error) int {
 	w.attempts++
 	w.state, w.lastError = StateRetrying, err.Error()
 	w.log.Warn("projection interrupted; retrying from its checkpoint", "attempt", w.attempts,
-		"retry_in", retryDelay(w.attempts), "error", err)
+		"retry_in", eventlog.RetryDelay(w.attempts), "error", err)
 	w.notify()
 	return w.attempts
 }

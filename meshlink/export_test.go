@@ -1,4 +1,0 @@
-package meshlink
-
-// RetryDelay is retryDelay, for the external tests.
-var RetryDelay = retryDelay
