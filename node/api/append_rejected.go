@@ -20,19 +20,6 @@ import (
 	"github.com/datamesh/datamesh/schemas"
 )
 
-// The rejected record's error kinds, beside the others of errors.go.
-func init() {
-	codes = append(codes,
-		struct {
-			kind error
-			code string
-		}{rejected.ErrNotFound, protocol.CodeNotFound},
-		struct {
-			kind error
-			code string
-		}{rejected.ErrUnavailable, protocol.CodeUnavailable})
-}
-
 const (
 	// maxRejectedReplay bounds the events one replay handles, so that it
 	// answers within the client's timeout; More says to call again.

@@ -8,6 +8,7 @@ import (
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/node/registry"
+	"github.com/datamesh/datamesh/node/rejected"
 	"github.com/datamesh/datamesh/node/resource"
 	"github.com/datamesh/datamesh/projection"
 	"github.com/datamesh/datamesh/schemas"
@@ -44,6 +45,8 @@ var codes = []struct {
 	{backup.ErrBusy, protocol.CodeConflict},
 	{backup.ErrInvalid, protocol.CodeBadRequest},
 	{backup.ErrUnavailable, protocol.CodeUnavailable},
+	{rejected.ErrNotFound, protocol.CodeNotFound},
+	{rejected.ErrUnavailable, protocol.CodeUnavailable},
 }
 
 // WireError turns any error of the node into the error reply that says it.
