@@ -126,29 +126,22 @@ func (s Start) String() string {
 // DecodeExport reads one Export document strictly and validates it.
 func DecodeExport(doc []byte) (*Export, error) {
 	var e Export
-	if err := schemas.DecodeStrictAs(doc, &e, "export"); err != nil {
+	root, err := schemas.DecodeStrictTree(doc, &e, "export")
+	if err != nil {
 		return nil, err
 	}
-	return &e, e.validate(yamlRoot(doc))
+	return &e, e.validate(root)
 }
 
 // DecodeLink reads one Link document strictly, validates it and compiles
 // its transform.
 func DecodeLink(doc []byte) (*Link, error) {
 	var l Link
-	if err := schemas.DecodeStrictAs(doc, &l, "link"); err != nil {
+	root, err := schemas.DecodeStrictTree(doc, &l, "link")
+	if err != nil {
 		return nil, err
 	}
-	return &l, l.validate(yamlRoot(doc))
-}
-
-// yamlRoot parses doc for line numbers; nil if it does not parse.
-func yamlRoot(doc []byte) *yaml.Node {
-	var root yaml.Node
-	if yaml.Unmarshal(doc, &root) != nil {
-		return nil
-	}
-	return &root
+	return &l, l.validate(root)
 }
 
 type fieldErrors struct {

@@ -86,14 +86,11 @@ var (
 // its expressions. Errors name the YAML line where they can.
 func Decode(doc []byte) (*Spec, error) {
 	var s Spec
-	if err := schemas.DecodeStrictAs(doc, &s, "projection"); err != nil {
+	root, err := schemas.DecodeStrictTree(doc, &s, "projection")
+	if err != nil {
 		return nil, err
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(doc, &root); err != nil {
-		return nil, fmt.Errorf("decode projection: %w", err)
-	}
-	if err := s.validate(&root); err != nil {
+	if err := s.validate(root); err != nil {
 		return nil, err
 	}
 	return &s, nil

@@ -69,26 +69,33 @@ func DecodeStrict(doc []byte, v any) error { return DecodeStrictAs(doc, v, "") }
 // about: `line 3, column 1: unknown field "listn" in config (did you mean
 // "listen"?)`.
 func DecodeStrictAs(doc []byte, v any, what string) error {
+	_, err := DecodeStrictTree(doc, v, what)
+	return err
+}
+
+// DecodeStrictTree is DecodeStrictAs, and returns the parsed document too,
+// for a caller whose own checks name lines (nil for an empty document).
+func DecodeStrictTree(doc []byte, v any, what string) (*yaml.Node, error) {
 	root, err := parseYAML(doc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	j, err := nodeJSON(root)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if root != nil && len(root.Content) > 0 {
 		c := checker{what: what}
 		if err := c.check(root.Content[0], reflect.TypeOf(v), ""); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(j))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &DecodeError{Msg: plain(err)}
+		return nil, &DecodeError{Msg: plain(err)}
 	}
-	return nil
+	return root, nil
 }
 
 // checker walks a YAML tree along the Go type it decodes into, to report
