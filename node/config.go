@@ -57,6 +57,20 @@ type Config struct {
 	// how this node signs in to the peer to import the peer's exports: both
 	// configs hold the same secret.
 	Peers map[string]Peer `json:"peers,omitempty"`
+	// Services are the identities that may sign in to the client port and
+	// what each may do (docs/security.md). With none, anonymous clients
+	// get full access, and only while every listener is on loopback.
+	Services []Service `json:"services,omitempty"`
+	// Insecure lets a node without services listen off loopback.
+	Insecure bool `json:"insecure,omitempty"`
+	// TLS secures the client port, LeafTLS the leaf port (and this node's
+	// links to its peers), HTTPTLS the monitoring port.
+	TLS     *TLS `json:"tls,omitempty"`
+	LeafTLS *TLS `json:"leaf_tls,omitempty"`
+	HTTPTLS *TLS `json:"http_tls,omitempty"`
+	// MeshSeed is the file (mode 0600) of this node's nkey seed, with
+	// which it signs in to peers that know it by its public key.
+	MeshSeed string `json:"mesh_seed,omitempty"`
 	// RequireContracts refuses appends of event types that have no contract.
 	RequireContracts bool `json:"require_contracts"`
 	// MaxEventBytes bounds one event's data; larger appends get too_large.
@@ -91,7 +105,10 @@ type Config struct {
 // Peer is what a node knows of one peer node.
 type Peer struct {
 	// Secret is the shared secret of this pair of nodes.
-	Secret string `json:"secret"`
+	Secret string `json:"secret,omitempty"`
+	// Nkey is the peer's public nkey (its mesh_seed's), instead of a
+	// secret: the peer signs in to this node with its seed.
+	Nkey string `json:"nkey,omitempty"`
 }
 
 // Duration is a time.Duration that reads "5m" style strings from YAML/JSON.
@@ -190,8 +207,13 @@ func (c Config) Validate() error {
 		if !validName.MatchString(name) || name == c.Name {
 			errs = append(errs, fmt.Errorf("peers: %q: a peer is another node's name (letters, digits, '-' and '_')", name))
 		}
-		if len(p.Secret) < 8 {
-			errs = append(errs, fmt.Errorf("peers.%s.secret: at least 8 characters are required", name))
+		errs = append(errs, checkPeer(name, p)...)
+	}
+	errs = append(errs, c.validateServices()...)
+	errs = append(errs, c.validateTLS()...)
+	if c.MeshSeed != "" {
+		if err := checkSeedFile(c.MeshSeed); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.MaxEventBytes <= 0 || c.MaxEventBytes > 8*1024*1024 {

@@ -110,6 +110,9 @@ func (n *Node) Start(ctx context.Context) error {
 }
 
 func (n *Node) start(ctx context.Context) error {
+	if err := n.cfg.secureCheck(); err != nil {
+		return err
+	}
 	if err := embed.CheckListen(n.cfg.listeners()...); err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func (c Config) serverConfig() embed.Config {
 	kv := func(bucket string) string { return "$KV." + bucket + ".>" }
 	var peers []embed.Peer
 	for _, name := range sortedPeers(c) {
-		peers = append(peers, embed.Peer{Name: name, Secret: c.Peers[name].Secret})
+		peers = append(peers, embed.Peer{Name: name, Secret: c.Peers[name].Secret, Nkey: c.Peers[name].Nkey})
 	}
 	return embed.Config{
 		Name: c.Name, DataDir: c.DataDir, Listen: c.Listen, LeafListen: c.LeafListen,
@@ -44,6 +44,11 @@ func (c Config) serverConfig() embed.Config {
 		Served: []string{protocol.SubjectAppend + ".>", protocol.SubjectRead + ".>", protocol.SubjectQuery + ".>",
 			protocol.SubjectAdmin + ".>", protocol.SubjectDiscovery},
 		ExportSubjects: meshlink.ExportSubjectPrefix + ".>",
+		Services:       c.Services,
+		API: embed.APISubjects{Append: protocol.SubjectAppend, Read: protocol.SubjectRead, Query: protocol.SubjectQuery,
+			Changes: protocol.SubjectChanges, Admin: protocol.SubjectAdmin, Discovery: protocol.SubjectDiscovery,
+			Stream: c.StreamName, EventPrefix: c.SubjectPrefix},
+		TLS: c.TLS, LeafTLS: c.LeafTLS,
 	}
 }
 

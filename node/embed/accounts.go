@@ -2,6 +2,7 @@ package embed
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -64,6 +65,11 @@ func meshAccounts(cfg Config, k *keys, opts *server.Options) error {
 		opts.Nkeys = append(opts.Nkeys,
 			&server.NkeyUser{Nkey: k.account(exp.Name).pub, Account: exp, AllowedConnectionTypes: inProcessOnly()},
 			&server.NkeyUser{Nkey: k.account(imp.Name).pub, Account: imp, AllowedConnectionTypes: inProcessOnly()})
+		if peer.Nkey != "" {
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: peer.Nkey, Account: exp,
+				AllowedConnectionTypes: connectionTypes(connLeafnode), Permissions: peerPermissions(cfg)})
+			continue
+		}
 		opts.Users = append(opts.Users, &server.User{
 			Username: peer.Name, Password: peer.Secret, Account: exp,
 			AllowedConnectionTypes: connectionTypes(connLeafnode),
@@ -129,4 +135,31 @@ func newKey() (*keys, error) {
 		return nil, fmt.Errorf("internal nkey: %w", err)
 	}
 	return &keys{kp: kp, pub: pub}, nil
+}
+
+// remote is this node's leafnode to peer at u, bound to the peer's account
+// here: signed in with the shared secret, or with MeshSeed when the peer
+// knows this node by its nkey.
+func (s *Server) remote(peer Peer, u *url.URL) (*server.RemoteLeafOpts, error) {
+	r := &server.RemoteLeafOpts{LocalAccount: peerAccount(peer.Name)}
+	u = cloneURL(u)
+	if peer.Nkey != "" {
+		if len(s.cfg.MeshSeed) == 0 {
+			return nil, fmt.Errorf("the peer is known by its nkey, so this node signs in with its seed: set mesh_seed")
+		}
+		r.Nkey = string(s.cfg.MeshSeed)
+		u.User = nil
+	} else {
+		u.User = url.UserPassword(s.cfg.Name, peer.Secret)
+	}
+	r.URLs = []*url.URL{u}
+	if err := remoteTLS(s.cfg, u, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func cloneURL(u *url.URL) *url.URL {
+	c := *u
+	return &c
 }

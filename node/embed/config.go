@@ -38,21 +38,38 @@ type Config struct {
 	// ExportSubjects are the export streams' subjects, which peers may read
 	// but not publish to.
 	ExportSubjects string
+
+	// Services are the identities that sign in to the client port, each
+	// with allow lists made from its grants (grants.go). With none, every
+	// client is the anonymous user with full API access.
+	Services []Service
+	// API names the subjects the services' grants open.
+	API APISubjects
+	// TLS secures the client port; LeafTLS the leaf port and this node's
+	// leafnodes to its peers (tls.go).
+	TLS     *TLS
+	LeafTLS *TLS
+	// MeshSeed is this node's nkey seed, with which it signs in to the
+	// peers that know it by its public key (Peer.Nkey).
+	MeshSeed []byte
 }
 
-// Peer is a node this one shares events with.
+// Peer is a node this one shares events with. It signs in to this node
+// with Secret, or with the seed of Nkey; this node signs in to it the
+// same way (with MeshSeed when the peer is known by its nkey).
 type Peer struct {
 	Name   string
 	Secret string
+	Nkey   string
 }
 
-func (c Config) secret(peer string) string {
+func (c Config) peer(name string) Peer {
 	for _, p := range c.Peers {
-		if p.Name == peer {
-			return p.Secret
+		if p.Name == name {
+			return p
 		}
 	}
-	return ""
+	return Peer{Name: name}
 }
 
 // SplitHostPort parses "host:port"; port -1 means a random free port, and
@@ -72,15 +89,19 @@ func SplitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
-// serviceUser is the no-auth user every service connection signs in as.
-const serviceUser = "service"
+// anonymousUser is the no-auth user every client signs in as when no
+// services are configured.
+const anonymousUser = "anonymous"
 
 // options translates the config into nats-server options.
 //
-// Two identities exist: the node's own in-process connections sign in with
-// an nkey made at start-up that lives only in memory; every other client is
-// serviceUser (the no-auth user), which may do anything except write to the
-// log or the registry behind the node's back, or serve the node's API.
+// The node's own in-process connections sign in with an nkey made at
+// start-up that lives only in memory. Other clients are the configured
+// services (grants.go), each with allow lists only; with no services,
+// every client is anonymousUser (the no-auth user), which may do anything
+// except write to the log or the registry behind the node's back, or
+// serve the node's API. Peers' leafnodes land in their export accounts
+// (accounts.go).
 func (s *Server) options() (*server.Options, error) {
 	cfg := s.cfg
 	host, port := "", 0
@@ -100,12 +121,16 @@ func (s *Server) options() (*server.Options, error) {
 		DontListen:      cfg.NoListen,
 		NoSigs:          true,
 		MaxPayload:      cfg.MaxPayload,
-		NoAuthUser:      serviceUser,
 		Nkeys:           []*server.NkeyUser{{Nkey: s.keys.pub, AllowedConnectionTypes: inProcessOnly()}},
-		Users: []*server.User{{Username: serviceUser, Permissions: servicePermissions(cfg),
+	}
+	if len(cfg.Services) == 0 {
+		opts.NoAuthUser = anonymousUser
+		opts.Users = []*server.User{{Username: anonymousUser, Permissions: anonymousPermissions(cfg),
 			// Not LEAFNODE: a leafnode without credentials must not land in
 			// the node's own account (see meshAccounts).
-			AllowedConnectionTypes: connectionTypes(connStandard, connWebsocket, connInProcess)}},
+			AllowedConnectionTypes: connectionTypes(connStandard, connWebsocket, connInProcess)}}
+	} else {
+		serviceUsers(cfg, opts)
 	}
 	if err := meshAccounts(cfg, s.keys, opts); err != nil {
 		return nil, err
@@ -118,6 +143,9 @@ func (s *Server) options() (*server.Options, error) {
 		// Peers reach this node at the URL of their Link resources (maybe
 		// through a proxy), never at addresses the server would gossip.
 		opts.LeafNode.NoAdvertise = true
+	}
+	if err := tlsOptions(cfg, opts); err != nil {
+		return nil, err
 	}
 	return opts, nil
 }
@@ -140,11 +168,12 @@ func connectionTypes(types ...string) map[string]struct{} {
 
 func inProcessOnly() map[string]struct{} { return connectionTypes(connInProcess) }
 
-// servicePermissions keeps the log append-only through the API: services may
-// read the stream and create consumers, but not publish into event subjects,
-// change or purge the stream, write the registry, or subscribe to the node's
-// API subjects (which would steal requests).
-func servicePermissions(cfg Config) *server.Permissions {
+// anonymousPermissions keeps the log append-only through the API when no
+// services are configured: anonymous clients may read the stream and
+// create consumers, but not publish into event subjects, change or purge
+// the stream, write the registry, or subscribe to the node's API subjects
+// (which would steal requests). Only allowed on loopback (docs/security.md).
+func anonymousPermissions(cfg Config) *server.Permissions {
 	deny := append([]string{}, cfg.Protected...)
 	for _, st := range cfg.ProtectedStreams {
 		deny = append(deny, "$JS.API.STREAM.UPDATE."+st, "$JS.API.STREAM.DELETE."+st,

@@ -73,3 +73,14 @@ func bareError(err error) error {
 	}
 	return err
 }
+
+// IsLoopback reports whether host (an IP or a name) is a loopback
+// address: "localhost" and 127.0.0.0/8 and ::1. Every interface
+// ("", 0.0.0.0, ::) is not.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -207,8 +207,11 @@ func (s *Server) SetRemotes(remotes map[string]string) error {
 		if err != nil {
 			return fmt.Errorf("peer %s: %w", p, err)
 		}
-		u.User = url.UserPassword(s.cfg.Name, s.cfg.secret(p))
-		list = append(list, &server.RemoteLeafOpts{LocalAccount: peerAccount(p), URLs: []*url.URL{u}})
+		remote, err := s.remote(s.cfg.peer(p), u)
+		if err != nil {
+			return fmt.Errorf("peer %s: %w", p, err)
+		}
+		list = append(list, remote)
 	}
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
