@@ -192,7 +192,7 @@ func (m *Mesh) Check(exports []*Export, links []*Link) ([]Applied, error) {
 		seen["e/"+e.Name] = true
 		for _, p := range e.To {
 			if !m.peers[p] {
-				return nil, invalid("export %s: peer %q is not configured: add it under peers in the node config, with the secret both nodes share", e.Name, p)
+				return nil, invalid("export %s: peer %q is not configured: add it under peers in the node config (with the secret both nodes share, or its nkey)", e.Name, p)
 			}
 		}
 		status := "created"
@@ -211,7 +211,7 @@ func (m *Mesh) Check(exports []*Export, links []*Link) ([]Applied, error) {
 		}
 		seen["l/"+l.Name] = true
 		if !m.peers[l.Peer] {
-			return nil, invalid("link %s: peer %q is not configured: add it under peers in the node config, with the secret both nodes share", l.Name, l.Peer)
+			return nil, invalid("link %s: peer %q is not configured: add it under peers in the node config (with the secret both nodes share, or its nkey)", l.Name, l.Peer)
 		}
 		old := m.links[l.Name]
 		if u, ok := urls[l.Peer]; ok && u != l.URL && !(old != nil && m.onlyLinkTo(l.Peer, l.Name)) {
@@ -377,4 +377,30 @@ func (m *Mesh) link(name string) *linkWorker {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.links[name]
+}
+
+// AddPeers makes peers that a reload added known: exports and links may
+// name them, and each is served its catalog. A peer a reload removed stays
+// known until restart, but can no longer sign in (the server's users).
+func (m *Mesh) AddPeers(peers []string) {
+	m.mu.Lock()
+	var added []string
+	for _, p := range peers {
+		if !m.peers[p] {
+			added = append(added, p)
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range added {
+		// serveCatalog takes m.mu itself.
+		if err := m.serveCatalog(p); err != nil {
+			m.log.Error("serve the catalog to a new peer", "peer", p, "error", err)
+			continue
+		}
+		m.mu.Lock()
+		m.peers[p] = true
+		m.cfg.Peers = append(m.cfg.Peers, p)
+		m.mu.Unlock()
+		m.log.Info("peer added", "peer", p)
+	}
 }

@@ -41,6 +41,11 @@ type Node struct {
 	transforms map[string]meshlink.Transformer
 	middleware []Middleware
 
+	// source reads the config again for ReloadFromSource; reloadMu
+	// serializes reloads.
+	source   ConfigSource
+	reloadMu sync.Mutex
+
 	srv         *embed.Server
 	nc          *nats.Conn
 	events      *eventlog.Log
@@ -116,10 +121,15 @@ func (n *Node) start(ctx context.Context) error {
 	if err := embed.CheckListen(n.cfg.listeners()...); err != nil {
 		return err
 	}
-	srv, err := embed.New(n.cfg.serverConfig(), n.log)
+	sc, err := n.cfg.serverConfigWithSeed()
 	if err != nil {
 		return err
 	}
+	srv, err := embed.New(sc, n.log)
+	if err != nil {
+		return err
+	}
+	n.logSecurity()
 	n.srv = srv
 	if err := n.run(ctx, "server", srv); err != nil {
 		return err
@@ -164,7 +174,7 @@ func (n *Node) start(ctx context.Context) error {
 		LeafURL: srv.LeafURL(), Middleware: n.middleware},
 		api.Deps{Conn: n.nc, Log: n.events, Appender: n.events, Registry: n.registry,
 			Projections: n.projections, Mesh: n.mesh, Apply: n.apply, Observer: n.apiObserver(),
-			Backup: n.backups, Rejected: n.rejected}, n.log)
+			Backup: n.backups, Rejected: n.rejected, Reload: n.ReloadFromSource}, n.log)
 	if err := n.run(ctx, "api", n.api); err != nil {
 		return err
 	}

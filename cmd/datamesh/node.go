@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,6 +37,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cfg.LogLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error")
 	fs.StringVar(&f.cfg.LogFormat, "log-format", d.LogFormat, "text or json (one object per line)")
 	fs.StringVar(&f.cfg.Durability, "durability", d.Durability, "os (survives a process crash) or fsync (survives a power loss)")
+	fs.BoolVar(&f.cfg.Insecure, "insecure", d.Insecure, "allow listening off loopback with no services configured (anonymous clients get full access)")
 }
 
 // Config builds the node config: defaults, then the config file, then every
@@ -60,6 +63,7 @@ func (f *nodeFlags) Config(fs *pflag.FlagSet) (node.Config, error) {
 		"log-level":         func() { cfg.LogLevel = f.cfg.LogLevel },
 		"log-format":        func() { cfg.LogFormat = f.cfg.LogFormat },
 		"durability":        func() { cfg.Durability = f.cfg.Durability },
+		"insecure":          func() { cfg.Insecure = f.cfg.Insecure },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {
@@ -80,15 +84,17 @@ func newNodeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runNode(cmd, cfg, cmd.ErrOrStderr(), unknownEnv(cmd.Root(), os.Environ()))
+			source := func() (node.Config, error) { return f.Config(cmd.Flags()) }
+			return runNode(cmd, cfg, source, cmd.ErrOrStderr(), unknownEnv(cmd.Root(), os.Environ()))
 		},
 	}
 	f.register(cmd.Flags())
 	return cmd
 }
 
-// runNode runs the node until cmd's context ends; warnings are logged first.
-func runNode(cmd *cobra.Command, cfg node.Config, logOut io.Writer, warnings []string) error {
+// runNode runs the node until cmd's context ends; warnings are logged
+// first. SIGHUP reads the config again from source and applies it.
+func runNode(cmd *cobra.Command, cfg node.Config, source node.ConfigSource, logOut io.Writer, warnings []string) error {
 	logger := node.NewLogger(cfg, logOut)
 	for _, w := range warnings {
 		logger.Warn(w)
@@ -97,11 +103,22 @@ func runNode(cmd *cobra.Command, cfg node.Config, logOut io.Writer, warnings []s
 	if err != nil {
 		return err
 	}
+	n.SetConfigSource(source)
 	ctx := cmd.Context()
 	if err := n.Start(ctx); err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			logger.Info("SIGHUP: reading the config again")
+			_ = n.ReloadFromSource() // logged by the node; the old config stays on error
+		case <-ctx.Done():
+		}
+	}
 	logger.Info("shutting down")
 	return n.Close()
 }

@@ -61,6 +61,8 @@ type Deps struct {
 	Backup *backup.Runner
 	// Rejected keeps the refused appends published without a reply.
 	Rejected *rejected.Record
+	// Reload re-reads the node's config and applies it (dm.admin.reload).
+	Reload func() error
 }
 
 // API is the node's micro service.
@@ -150,6 +152,7 @@ func (a *API) endpoints() []endpoint {
 		{"replay", protocol.SubjectReplay, a.handleReplay},
 		{"delete", protocol.SubjectDelete, a.handleDelete},
 		{"backup", protocol.SubjectBackup, a.handleBackup},
+		{"reload", protocol.SubjectReload, a.handleReload},
 		{"rejected-list", protocol.SubjectRejectedList, a.withRejected(a.handleRejectedList)},
 		{"rejected-replay", protocol.SubjectRejectedReplay, a.withRejected(a.handleRejectedReplay)},
 		{"rejected-status", protocol.SubjectRejectedStatus, a.withRejected(a.handleRejectedStatus)},
@@ -238,6 +241,20 @@ func replyError(req micro.Request, e *protocol.Error) {
 
 // fail answers req with err as a wire error.
 func fail(req micro.Request, err error) { replyError(req, WireError(err)) }
+
+// handleReload re-reads the config and applies it, as SIGHUP does; a
+// refused config is a bad_request that says why, and the old one stays.
+func (a *API) handleReload(req micro.Request) {
+	if a.deps.Reload == nil {
+		replyError(req, protocol.NewError(protocol.CodeUnavailable, "this node cannot reload its config"))
+		return
+	}
+	if err := a.deps.Reload(); err != nil {
+		replyError(req, protocol.NewError(protocol.CodeBadRequest, "%v", err))
+		return
+	}
+	respondJSON(req, map[string]string{"status": "reloaded"})
+}
 
 // respond answers a request from outside its handler (after an async ack).
 func (a *API) respond(reply string, v any) {

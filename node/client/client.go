@@ -273,3 +273,12 @@ func (c *Client) Retire(name string, version int) (*protocol.RetireReply, error)
 	var r protocol.RetireReply
 	return &r, c.call(protocol.SubjectRetire, nil, body, &r)
 }
+
+// Reload asks the node to read its config again and apply its services,
+// peers and certificates (as SIGHUP does). Needs an admin identity.
+func (c *Client) Reload() error {
+	var r struct {
+		Status string `json:"status"`
+	}
+	return c.call(protocol.SubjectReload, nil, []byte("{}"), &r)
+}

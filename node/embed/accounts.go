@@ -3,7 +3,10 @@ package embed
 import (
 	"fmt"
 	"net/url"
+	"slices"
+	"sort"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -33,9 +36,17 @@ func peerAccount(peer string) string   { return peerAccountPrefix + peer }
 // granted to peer (a backup names the accounts its streams come from).
 func ExportAccount(peer string) string { return exportAccount(peer) }
 
-// meshAccounts adds each peer's accounts and users to opts.
-func meshAccounts(cfg Config, k *keys, opts *server.Options) error {
-	if len(cfg.Peers) == 0 {
+// meshAccounts adds each peer's accounts and users to opts. Dormant peers
+// (removed from the config by a reload) keep their accounts, so the
+// streams in them and the node's connections into them stay, but no
+// longer a way to sign in.
+func meshAccounts(cfg Config, k *keys, dormant []string, opts *server.Options) error {
+	names := make([]string, 0, len(cfg.Peers)+len(dormant))
+	for _, peer := range cfg.Peers {
+		names = append(names, peer.Name)
+	}
+	names = append(names, dormant...)
+	if len(names) == 0 {
 		return nil
 	}
 	// Accounts come from config text: it is the one way to mark an account
@@ -44,8 +55,8 @@ func meshAccounts(cfg Config, k *keys, opts *server.Options) error {
 	// run time would have JetStream turned off by the first reload.
 	var conf strings.Builder
 	conf.WriteString("accounts {\n")
-	for _, peer := range cfg.Peers {
-		fmt.Fprintf(&conf, "  %q: { jetstream: enabled }\n  %q: {}\n", exportAccount(peer.Name), peerAccount(peer.Name))
+	for _, name := range names {
+		fmt.Fprintf(&conf, "  %q: { jetstream: enabled }\n  %q: {}\n", exportAccount(name), peerAccount(name))
 	}
 	conf.WriteString("}\n")
 	parsed := &server.Options{}
@@ -56,27 +67,35 @@ func meshAccounts(cfg Config, k *keys, opts *server.Options) error {
 	for _, a := range parsed.Accounts {
 		byName[a.Name] = a
 	}
-	for _, peer := range cfg.Peers {
-		exp, imp := byName[exportAccount(peer.Name)], byName[peerAccount(peer.Name)]
+	for i, name := range names {
+		exp, imp := byName[exportAccount(name)], byName[peerAccount(name)]
 		if exp == nil || imp == nil {
-			return fmt.Errorf("mesh accounts: %s missing from the parsed config", peer.Name)
+			return fmt.Errorf("mesh accounts: %s missing from the parsed config", name)
 		}
 		opts.Accounts = append(opts.Accounts, exp, imp)
 		opts.Nkeys = append(opts.Nkeys,
 			&server.NkeyUser{Nkey: k.account(exp.Name).pub, Account: exp, AllowedConnectionTypes: inProcessOnly()},
 			&server.NkeyUser{Nkey: k.account(imp.Name).pub, Account: imp, AllowedConnectionTypes: inProcessOnly()})
-		if peer.Nkey != "" {
-			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: peer.Nkey, Account: exp,
-				AllowedConnectionTypes: connectionTypes(connLeafnode), Permissions: peerPermissions(cfg)})
-			continue
+		if i < len(cfg.Peers) {
+			peerUser(cfg, cfg.Peers[i], exp, opts)
 		}
-		opts.Users = append(opts.Users, &server.User{
-			Username: peer.Name, Password: peer.Secret, Account: exp,
-			AllowedConnectionTypes: connectionTypes(connLeafnode),
-			Permissions:            peerPermissions(cfg),
-		})
 	}
 	return nil
+}
+
+// peerUser is how peer's leafnode signs in to its export account: with its
+// nkey, or with the shared secret.
+func peerUser(cfg Config, peer Peer, exp *server.Account, opts *server.Options) {
+	if peer.Nkey != "" {
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: peer.Nkey, Account: exp,
+			AllowedConnectionTypes: connectionTypes(connLeafnode), Permissions: peerPermissions(cfg)})
+		return
+	}
+	opts.Users = append(opts.Users, &server.User{
+		Username: peer.Name, Password: peer.Secret, Account: exp,
+		AllowedConnectionTypes: connectionTypes(connLeafnode),
+		Permissions:            peerPermissions(cfg),
+	})
 }
 
 // peerPermissions is what a peer's leafnode may send into its export
@@ -102,8 +121,10 @@ func peerPermissions(cfg Config) *server.Permissions {
 // one for the global account, one per mesh account. They live only in
 // memory.
 type keys struct {
-	kp       nkeys.KeyPair
-	pub      string
+	kp  nkeys.KeyPair
+	pub string
+
+	mu       sync.Mutex
 	accounts map[string]*keys
 }
 
@@ -113,17 +134,50 @@ func newKeys(peers []Peer) (*keys, error) {
 		return nil, err
 	}
 	k.accounts = map[string]*keys{}
-	for _, peer := range peers {
-		for _, acc := range []string{exportAccount(peer.Name), peerAccount(peer.Name)} {
-			if k.accounts[acc], err = newKey(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return k, nil
+	return k, k.addPeers(peers)
 }
 
-func (k *keys) account(name string) *keys { return k.accounts[name] }
+// addPeers makes keys for the accounts of peers that have none yet.
+// Keys are never removed: a peer removed by a reload keeps them (and
+// its accounts keep their streams) until the node restarts.
+func (k *keys) addPeers(peers []Peer) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, peer := range peers {
+		for _, acc := range []string{exportAccount(peer.Name), peerAccount(peer.Name)} {
+			if k.accounts[acc] != nil {
+				continue
+			}
+			nk, err := newKey()
+			if err != nil {
+				return err
+			}
+			k.accounts[acc] = nk
+		}
+	}
+	return nil
+}
+
+// dormant are the peers with keys that peers does not name.
+func (k *keys) dormant(peers []Peer) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []string
+	for acc := range k.accounts {
+		name, ok := strings.CutPrefix(acc, exportAccountPrefix)
+		if ok && !slices.ContainsFunc(peers, func(p Peer) bool { return p.Name == name }) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (k *keys) account(name string) *keys {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.accounts[name]
+}
 
 func newKey() (*keys, error) {
 	kp, err := nkeys.CreateUser()
@@ -140,20 +194,20 @@ func newKey() (*keys, error) {
 // remote is this node's leafnode to peer at u, bound to the peer's account
 // here: signed in with the shared secret, or with MeshSeed when the peer
 // knows this node by its nkey.
-func (s *Server) remote(peer Peer, u *url.URL) (*server.RemoteLeafOpts, error) {
+func (s *Server) remote(cfg Config, peer Peer, u *url.URL) (*server.RemoteLeafOpts, error) {
 	r := &server.RemoteLeafOpts{LocalAccount: peerAccount(peer.Name)}
 	u = cloneURL(u)
 	if peer.Nkey != "" {
-		if len(s.cfg.MeshSeed) == 0 {
+		if len(cfg.MeshSeed) == 0 {
 			return nil, fmt.Errorf("the peer is known by its nkey, so this node signs in with its seed: set mesh_seed")
 		}
-		r.Nkey = string(s.cfg.MeshSeed)
+		r.Nkey = string(cfg.MeshSeed)
 		u.User = nil
 	} else {
-		u.User = url.UserPassword(s.cfg.Name, peer.Secret)
+		u.User = url.UserPassword(cfg.Name, peer.Secret)
 	}
 	r.URLs = []*url.URL{u}
-	if err := remoteTLS(s.cfg, u, r); err != nil {
+	if err := remoteTLS(cfg, u, r); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -132,7 +132,7 @@ func (s *Server) options() (*server.Options, error) {
 	} else {
 		serviceUsers(cfg, opts)
 	}
-	if err := meshAccounts(cfg, s.keys, opts); err != nil {
+	if err := meshAccounts(cfg, s.keys, s.keys.dormant(cfg.Peers), opts); err != nil {
 		return nil, err
 	}
 	if cfg.LeafListen != "" && !cfg.NoListen {

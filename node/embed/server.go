@@ -30,9 +30,11 @@ type Server struct {
 	srv      *server.Server
 	leafPort int
 
-	// reloadMu serializes reloads; opts are the options as last (re)loaded.
+	// reloadMu serializes reloads; opts are the options as last (re)loaded,
+	// remotes the leafnode URL of each peer this node links to.
 	reloadMu sync.Mutex
 	opts     *server.Options
+	remotes  map[string]string
 
 	closeOnce sync.Once
 }
@@ -117,6 +119,9 @@ func (s *Server) enableJetStream() error {
 	for _, peer := range s.cfg.Peers {
 		names = append(names, exportAccount(peer.Name))
 	}
+	for _, name := range s.keys.dormant(s.cfg.Peers) {
+		names = append(names, exportAccount(name))
+	}
 	for _, name := range names {
 		acc, err := s.srv.LookupAccount(name)
 		if err != nil {
@@ -194,34 +199,103 @@ func (s *Server) connect(k *keys, opts []nats.Option) (*nats.Conn, error) {
 }
 
 // SetRemotes makes the server solicit one leafnode per peer at its URL,
-// bound to the peer's account here and signed in with the shared secret.
+// bound to the peer's account here and signed in with the shared secret
+// or this node's seed.
 func (s *Server) SetRemotes(remotes map[string]string) error {
-	peers := make([]string, 0, len(remotes))
-	for p := range remotes {
-		peers = append(peers, p)
-	}
-	sort.Strings(peers)
-	var list []*server.RemoteLeafOpts
-	for _, p := range peers {
-		u, err := url.Parse(remotes[p])
-		if err != nil {
-			return fmt.Errorf("peer %s: %w", p, err)
-		}
-		remote, err := s.remote(s.cfg.peer(p), u)
-		if err != nil {
-			return fmt.Errorf("peer %s: %w", p, err)
-		}
-		list = append(list, remote)
-	}
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	opts := s.opts.Clone()
+	list, err := s.remoteList(s.cfg, remotes)
+	if err != nil {
+		return err
+	}
 	opts.LeafNode.Remotes = list
 	if err := s.srv.ReloadOptions(opts); err != nil {
 		return err
 	}
-	s.opts = opts
-	s.log.Info("leafnode remotes", "peers", strings.Join(peers, ","))
+	s.opts, s.remotes = opts, remotes
+	s.log.Info("leafnode remotes", "peers", strings.Join(sortedKeys(remotes), ","))
+	return nil
+}
+
+func (s *Server) remoteList(cfg Config, remotes map[string]string) ([]*server.RemoteLeafOpts, error) {
+	var list []*server.RemoteLeafOpts
+	for _, p := range sortedKeys(remotes) {
+		u, err := url.Parse(remotes[p])
+		if err != nil {
+			return nil, fmt.Errorf("peer %s: %w", p, err)
+		}
+		remote, err := s.remote(cfg, cfg.peer(p), u)
+		if err != nil {
+			return nil, fmt.Errorf("peer %s: %w", p, err)
+		}
+		list = append(list, remote)
+	}
+	return list, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Reload applies cfg's services, grants, peers and TLS certificates to the
+// running server through nats-server's own reload: a connection whose user
+// is gone is closed, and live connections get their new permissions. The
+// listeners, the data directory and the API subjects stay as they are
+// (Reload refuses a change to them); a refused reload leaves the server as
+// it was.
+func (s *Server) Reload(cfg Config) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if err := sameListeners(s.cfg, cfg); err != nil {
+		return err
+	}
+	if err := s.keys.addPeers(cfg.Peers); err != nil {
+		return err
+	}
+	next := &Server{cfg: cfg, keys: s.keys}
+	opts, err := next.options()
+	if err != nil {
+		return err
+	}
+	// The ports the server listens on (random ones resolved at start).
+	cur := s.opts
+	opts.Host, opts.Port = cur.Host, cur.Port
+	opts.LeafNode.Host, opts.LeafNode.Port = cur.LeafNode.Host, cur.LeafNode.Port
+	if opts.LeafNode.Remotes, err = s.remoteList(cfg, s.remotes); err != nil {
+		return err
+	}
+	if err := s.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("reload: %s", redact(err.Error(), cfg, s.cfg))
+	}
+	s.cfg, s.opts = cfg, opts
+	return s.enableJetStream()
+}
+
+// sameListeners refuses a reload that would change what only a restart
+// changes.
+func sameListeners(old, cfg Config) error {
+	var changed []string
+	for _, f := range []struct {
+		name     string
+		old, new string
+	}{{"name", old.Name, cfg.Name}, {"data", old.DataDir, cfg.DataDir}, {"listen", old.Listen, cfg.Listen},
+		{"leaf_listen", old.LeafListen, cfg.LeafListen}} {
+		if f.old != f.new {
+			changed = append(changed, f.name)
+		}
+	}
+	if old.TLS.Enabled() != cfg.TLS.Enabled() {
+		changed = append(changed, "tls (on or off)")
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("reload: %s changed: restart the node to apply it", strings.Join(changed, ", "))
+	}
 	return nil
 }
 
@@ -254,4 +328,26 @@ func (s *Server) LeafURL() string {
 		host = "127.0.0.1"
 	}
 	return fmt.Sprintf("nats-leaf://%s", net.JoinHostPort(host, strconv.Itoa(s.leafPort)))
+}
+
+// redact hides every password, secret and seed of the configs in msg:
+// nats-server's errors may print options (a remote's URL with its
+// credentials).
+func redact(msg string, cfgs ...Config) string {
+	for _, c := range cfgs {
+		var secrets []string
+		for _, p := range c.Peers {
+			secrets = append(secrets, p.Secret, url.UserPassword(c.Name, p.Secret).String())
+		}
+		for _, svc := range c.Services {
+			secrets = append(secrets, svc.Password)
+		}
+		secrets = append(secrets, string(c.MeshSeed))
+		for _, sec := range secrets {
+			if len(sec) >= 4 {
+				msg = strings.ReplaceAll(msg, sec, "[redacted]")
+			}
+		}
+	}
+	return msg
 }

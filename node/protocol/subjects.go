@@ -29,6 +29,9 @@ const (
 	SubjectReplay = "dm.admin.link.replay"
 	// SubjectDelete deletes an export or a link: {"kind": ..., "name": ...}.
 	SubjectDelete = "dm.admin.delete"
+	// SubjectReload re-reads the node's config and applies its services,
+	// peers and certificates (what SIGHUP does).
+	SubjectReload = "dm.admin.reload"
 	// SubjectAdmin covers every admin subject.
 	SubjectAdmin = "dm.admin"
 )
