@@ -100,7 +100,8 @@ func consumePermissions(g Service, api APISubjects) []string {
 	for _, c := range names {
 		for _, a := range g.Consume {
 			if a == "*" {
-				pub = append(pub, js+"CONSUMER.CREATE."+st+"."+c, js+"CONSUMER.CREATE."+st+"."+c+"."+api.EventPrefix+".>")
+				// Every aggregate: any filter, or none.
+				pub = append(pub, js+"CONSUMER.CREATE."+st+"."+c, js+"CONSUMER.CREATE."+st+"."+c+".>")
 				continue
 			}
 			pub = append(pub, js+"CONSUMER.CREATE."+st+"."+c+"."+api.EventPrefix+"."+a+".>")

@@ -50,7 +50,18 @@ func (l *serverLogger) Warnf(format string, v ...any) {
 	}
 	l.emit(hclog.Warn, m)
 }
-func (l *serverLogger) Errorf(format string, v ...any) { l.emit(hclog.Error, msg(format, v)) }
+
+// Errorf logs an error. A client's permissions violation or failed sign-in
+// is the client's fault, not the node's: a warning, which names the client
+// and the subject (an audit trail of what was denied).
+func (l *serverLogger) Errorf(format string, v ...any) {
+	m := msg(format, v)
+	if strings.Contains(m, " Violation - ") || strings.Contains(m, "Authorization Error") || strings.Contains(m, "authentication error") {
+		l.emit(hclog.Warn, m)
+		return
+	}
+	l.emit(hclog.Error, m)
+}
 func (l *serverLogger) Debugf(format string, v ...any) { l.emit(hclog.Debug, msg(format, v)) }
 func (l *serverLogger) Tracef(format string, v ...any) { l.emit(hclog.Trace, msg(format, v)) }
 
