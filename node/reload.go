@@ -65,7 +65,9 @@ func (n *Node) Reload(cfg Config) error {
 			n.log.Error("http_tls: certificate reload failed; the old certificate stays", "error", err)
 		}
 	}
-	n.cfg = cfg
+	// Only what may change: other goroutines read the rest of n.cfg.
+	n.cfg.Services, n.cfg.Insecure, n.cfg.Peers = cfg.Services, cfg.Insecure, cfg.Peers
+	n.cfg.TLS, n.cfg.LeafTLS, n.cfg.HTTPTLS, n.cfg.MeshSeed = cfg.TLS, cfg.LeafTLS, cfg.HTTPTLS, cfg.MeshSeed
 	n.logSecurity()
 	n.log.Info("config reloaded", "services", len(cfg.Services), "peers", len(cfg.Peers))
 	return nil
