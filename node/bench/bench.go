@@ -84,23 +84,33 @@ type env struct {
 }
 
 func startEnv(ctx context.Context, o Options, durability string) (*env, error) {
-	dir, err := os.MkdirTemp("", "datamesh-bench-*")
+	dir, err := tempDir()
 	if err != nil {
 		return nil, err
 	}
+	cfg := benchConfig(durability)
+	cfg.DataDir = dir
+	return startEnvAt(ctx, o, cfg)
+}
+
+func tempDir() (string, error) { return os.MkdirTemp("", "datamesh-bench-*") }
+
+// benchConfig is a node on random loopback ports, without a data directory.
+func benchConfig(durability string) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.Name = "bench"
-	cfg.DataDir = dir
 	cfg.Listen = "127.0.0.1:-1"
 	// The HTTP port on, as deployed: the appends and queries measured
 	// update the node's metrics (which are off without it).
 	cfg.HTTP = "127.0.0.1:-1"
 	cfg.LeafListen = ""
 	cfg.Durability = durability
-	return startEnvAt(ctx, o, cfg)
+	return cfg
 }
 
-func startEnvAt(ctx context.Context, o Options, cfg node.Config) (*env, error) {
+// startEnvAt starts a node with cfg and connects its client over TCP with
+// opts (a service's credentials).
+func startEnvAt(ctx context.Context, o Options, cfg node.Config, opts ...nats.Option) (*env, error) {
 	n, err := node.New(cfg, o.Logger)
 	if err != nil {
 		return nil, err
@@ -113,7 +123,7 @@ func startEnvAt(ctx context.Context, o Options, cfg node.Config) (*env, error) {
 	if err := n.Start(ctx); err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(n.ClientURL(), nats.Name("datamesh-bench"))
+	nc, err := nats.Connect(n.ClientURL(), append([]nats.Option{nats.Name("datamesh-bench")}, opts...)...)
 	if err != nil {
 		n.Close()
 		return nil, err
@@ -179,6 +189,13 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		if err != nil {
 			return results, fmt.Errorf("projection scenarios: %w", err)
 		}
+	}
+	if want(AuthScenario) {
+		r, err := runAuth(ctx, o)
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", AuthScenario, err)
+		}
+		results = append(results, r)
 	}
 	if want("link") {
 		r, err := runLink(ctx, o)

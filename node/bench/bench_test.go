@@ -21,7 +21,7 @@ func TestEveryScenarioProducesAFigure(t *testing.T) {
 	want := []string{
 		"append-single-os", "append-pipelined-os", "append-batch100-os",
 		"append-single-fsync", "append-pipelined-fsync", "append-batch100-fsync", "fsync-vs-os-pipelined",
-		"rebuild", "live-projection", "query-get", "query-list", "memory", "start-up", "link",
+		"rebuild", "live-projection", "query-get", "query-list", "memory", "start-up", "append-pipelined-auth", "link",
 	}
 	for _, n := range ladderClients {
 		want = append(want, ladderName(node.DurabilityOS, n), ladderName(node.DurabilityFsync, n))
