@@ -47,7 +47,7 @@ func (c Config) serverConfig() embed.Config {
 		Services:       c.Services,
 		API: embed.APISubjects{Append: protocol.SubjectAppend, Read: protocol.SubjectRead, Query: protocol.SubjectQuery,
 			Changes: protocol.SubjectChanges, Admin: protocol.SubjectAdmin, Discovery: protocol.SubjectDiscovery,
-			Stream: c.StreamName, EventPrefix: c.SubjectPrefix},
+			Rejected: protocol.SubjectRejected, Stream: c.StreamName, EventPrefix: c.SubjectPrefix},
 		TLS: c.TLS, LeafTLS: c.LeafTLS,
 	}
 }

@@ -203,7 +203,8 @@ func req(subject, body string) func(*probe, string) string {
 
 // matrixCases are in order: consumers are created before they are fetched
 // from and deleted.
-func matrixCases(admin *client.Client) []matrixCase {
+func matrixCases(adminNC *nats.Conn) []matrixCase {
+	admin := client.New(adminNC)
 	cons := func(filter string, name func(svc string) string) func(*probe, string) string {
 		return func(p *probe, svc string) string {
 			n := name(svc)
@@ -225,6 +226,12 @@ func matrixCases(admin *client.Client) []matrixCase {
 		{"changes", func(p *probe, _ string) string {
 			return p.subscribe("dm.changes.orders.>", func() { placeOrderErr(admin, "c-"+p.nc.Opts.User) })
 		}, allOf(ok, "querier", "admin")},
+		{"rejected announcements, own aggregate", func(p *probe, _ string) string {
+			return p.subscribe("dm.rejected.order", func() {
+				m := &nats.Msg{Subject: "dm.append.order.bad", Header: appendHeaders(), Data: []byte(`{"total":"x"}`)}
+				_ = adminNC.PublishMsg(m)
+			})
+		}, allOf(ok, "appender", "admin")},
 		{"admin: projections", req("dm.admin.projections", `{}`), allOf(ok, "admin")},
 		{"admin: mesh status", req("dm.admin.mesh", `{}`), allOf(ok, "admin")},
 		{"admin: apply", req("dm.admin.apply", `[]`), allOf(refused, "admin")},
@@ -297,12 +304,11 @@ func placeOrderErr(c *client.Client, id string) {
 func TestPermissionMatrix(t *testing.T) {
 	n := securedNode(t, matrixServices)
 	adminNC := serviceConn(t, n, "admin", nil)
-	admin := client.New(adminNC)
 	// A consumer nobody but the admin owns.
 	if _, err := adminNC.Request("$JS.API.CONSUMER.CREATE.EVENTS.other.evt.order.>", []byte(consumerBody("other", "evt.order.>")), outcomeWait); err != nil {
 		t.Fatalf("create consumer other: %v", err)
 	}
-	for _, c := range matrixCases(admin) {
+	for _, c := range matrixCases(adminNC) {
 		for _, svc := range everyone {
 			want := c.want[svc]
 			if want == "" {
@@ -316,6 +322,20 @@ func TestPermissionMatrix(t *testing.T) {
 				t.Errorf("%s as %s: %s, want %s", c.name, svc, got, want)
 			}
 			p.nc.Close()
+		}
+	}
+}
+
+// TestAnonymousCannotCopyOrReplaceTheLog: without services, anonymous
+// clients (loopback only) have the API, but not the stream's snapshot and
+// restore, which would copy redacted fields out or replace the log.
+func TestAnonymousCannotCopyOrReplaceTheLog(t *testing.T) {
+	n := newNode(t)
+	for _, subject := range []string{"$JS.API.STREAM.SNAPSHOT.EVENTS", "$JS.API.STREAM.RESTORE.EVENTS", "$JS.API.STREAM.PURGE.EVENTS"} {
+		errs := make(chan error, 8)
+		p := &probe{t: t, nc: dial(t, n, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err })), errs: errs}
+		if got := p.request(subject, nil, `{"deliver_subject":"x.snap"}`); got != denied {
+			t.Errorf("%s as anonymous: %s, want denied", subject, got)
 		}
 	}
 }

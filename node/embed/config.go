@@ -177,7 +177,10 @@ func anonymousPermissions(cfg Config) *server.Permissions {
 	deny := append([]string{}, cfg.Protected...)
 	for _, st := range cfg.ProtectedStreams {
 		deny = append(deny, "$JS.API.STREAM.UPDATE."+st, "$JS.API.STREAM.DELETE."+st,
-			"$JS.API.STREAM.PURGE."+st, "$JS.API.STREAM.MSG.DELETE."+st)
+			"$JS.API.STREAM.PURGE."+st, "$JS.API.STREAM.MSG.DELETE."+st,
+			// A snapshot copies redacted fields out; a restore replaces the
+			// log. Backups go through dm.admin.backup.
+			"$JS.API.STREAM.SNAPSHOT."+st, "$JS.API.STREAM.RESTORE."+st)
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: []string{">"}, Deny: deny},

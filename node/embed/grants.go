@@ -14,6 +14,7 @@ type APISubjects struct {
 	Changes   string // dm.changes: <Changes>.<projection>.<key> (the node publishes)
 	Admin     string // dm.admin: <Admin>.>
 	Discovery string // dm.discovery
+	Rejected  string // dm.rejected: <Rejected>.<aggregate> (the node publishes)
 	// Stream is the event log's stream; EventPrefix the first token of its
 	// subjects (<prefix>.<aggregate>.<id>.<type>).
 	Stream      string
@@ -60,9 +61,14 @@ func grantPermissions(svc Service, api APISubjects) *server.Permissions {
 	}
 	if svc.Admin {
 		pub = append(pub, api.Admin+".>")
+		sub = append(sub, api.Rejected+".>")
 	}
 	for _, a := range g.Append {
 		pub = append(pub, api.Append+"."+a+".>")
+		// Its refused publishes, announced as they are recorded.
+		if a != "*" {
+			sub = append(sub, api.Rejected+"."+a)
+		}
 	}
 	for _, a := range g.Read {
 		pub = append(pub, api.Read+"."+a, api.Read+"."+a+".>")
