@@ -1,15 +1,19 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
@@ -239,5 +243,86 @@ func TestPeerSignsInWithNkey(t *testing.T) {
 	}
 	if err := ocfg.Validate(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("mesh_seed %s: mode 0644", oseed)) {
 		t.Fatalf("a world-readable seed: %v", err)
+	}
+}
+
+// lockedBuffer is a log sink shared by the nodes' goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSecretsNeverShown links two nodes with a shared secret and services
+// with passwords, at debug level, through a refused reload and a failed
+// sign-in, and looks for the secrets in the logs, the status, the catalog
+// and the errors.
+func TestSecretsNeverShown(t *testing.T) {
+	logs := &lockedBuffer{}
+	logger := hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Debug, Output: logs})
+	start := func(cfg node.Config) *node.Node {
+		n, err := node.New(cfg, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	services := []node.Service{{Name: "admin", Password: "admin-secret", Admin: true}}
+	ocfg, bcfg := meshConfig(t, "orders", "billing"), meshConfig(t, "billing", "orders")
+	ocfg.Services, bcfg.Services = services, services
+	orders, billing := start(ocfg), start(bcfg)
+	oc := client.New(serviceConn(t, orders, "admin", nil))
+	bc := client.New(serviceConn(t, billing, "admin", nil))
+	apply(t, oc, exportYAML("to-billing", "billing", "order", "OrderPlaced", ""))
+	apply(t, bc, linkYAML("from-orders", "orders", orders.LeafURL(), "to-billing", ""))
+	placeOrders(t, oc, 0, 3)
+	waitCategory(t, bc, "order", 3)
+
+	var shown []string
+	bad := ocfg
+	bad.Peers = map[string]node.Peer{"billing": {Secret: "short"}}
+	if err := orders.Reload(bad); err != nil {
+		shown = append(shown, err.Error())
+	}
+	if _, err := nats.Connect(orders.ClientURL(), nats.UserInfo("admin", "wrong-"+testSecret)); err != nil {
+		shown = append(shown, err.Error())
+	}
+	for _, c := range []*client.Client{oc, bc} {
+		for _, get := range []func() (any, error){
+			func() (any, error) { return c.Catalog() },
+			func() (any, error) { return c.CatalogMesh() },
+			func() (any, error) { return c.Mesh() },
+			func() (any, error) { return c.Projections() },
+		} {
+			v, err := get()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(v)
+			shown = append(shown, string(b))
+		}
+	}
+	shown = append(shown, logs.String())
+	for _, secret := range []string{testSecret, "admin-secret"} {
+		for _, s := range shown {
+			if strings.Contains(s, secret) {
+				t.Fatalf("secret %q shown in:\n%s", secret, s)
+			}
+		}
 	}
 }
