@@ -548,6 +548,12 @@ func loadFixtureManifest(t testing.TB, src string) fixtureManifest {
 func fixtureDBFiles(fn *fixtureNode) []string {
 	var out []string
 	for _, p := range fn.Projections {
+		if len(p.History) > 0 {
+			// History in 0.1.0's layout (a copy of every version) is
+			// rebuilt once from the log (projection/history.go): the file
+			// changes; its documents and history answers are compared.
+			continue
+		}
 		out = append(out, p.File)
 	}
 	return out

@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -84,7 +85,7 @@ func (q *Query) Check(spec *Spec) error {
 	if q.AtSeq != 0 && q.Get == nil {
 		return badQuery("at_seq goes with get")
 	}
-	if (q.AtSeq != 0 || q.History != nil) && !spec.History {
+	if (q.AtSeq != 0 || q.History != nil) && !spec.History.On {
 		return badQuery("projection %s keeps no history (history: false)", spec.Name)
 	}
 	if q.TimeoutMS < 0 {
@@ -179,15 +180,23 @@ func article(typ string) string {
 	}
 }
 
-// Run answers q (already checked) from the store.
-func (s *Store) Run(q *Query) (*Result, error) {
+// Run answers q (already checked) from the store. History queries
+// rebuild versions from the log (history_query.go), after the read
+// transaction: no transaction is held while the log is read.
+func (s *Store) Run(ctx context.Context, q *Query) (*Result, error) {
 	res := &Result{}
+	var hist histRecord
+	var hkey string
 	err := s.db.View(func(tx *buntdb.Tx) error {
 		v, _ := tx.Get(keyCheckpoint)
 		res.Seq, _ = strconv.ParseUint(v, 10, 64)
 		switch {
+		case q.History != nil:
+			hkey = *q.History
+			return readHistory(tx, hkey, &hist)
 		case q.Get != nil && q.AtSeq != 0:
-			return s.getAt(tx, *q.Get, q.AtSeq, res)
+			hkey = *q.Get
+			return readHistory(tx, hkey, &hist)
 		case q.Get != nil:
 			rec, err := tx.Get(docPrefix + *q.Get)
 			if errors.Is(err, buntdb.ErrNotFound) {
@@ -198,50 +207,23 @@ func (s *Store) Run(q *Query) (*Result, error) {
 			}
 			res.Key, res.Doc = *q.Get, json.RawMessage(gjson.Get(rec, "doc").Raw)
 			return nil
-		case q.History != nil:
-			return s.history(tx, *q.History, res)
 		case q.List != nil:
 			return s.scan(tx, q.List, res, false)
 		default:
 			return s.scan(tx, q.Count, res, true)
 		}
 	})
+	switch {
+	case err != nil:
+	case q.History != nil:
+		err = s.historyOf(ctx, hkey, hist, res)
+	case q.Get != nil && q.AtSeq != 0:
+		err = s.getAt(ctx, hkey, q.AtSeq, hist, res)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
-}
-
-func (s *Store) getAt(tx *buntdb.Tx, key string, seq uint64, res *Result) error {
-	prefix := histPrefix + key + histSep
-	var found bool
-	err := tx.DescendLessOrEqual("", prefix+seqKey(seq), func(k, v string) bool {
-		if strings.HasPrefix(k, prefix) && v != "null" {
-			res.Key, res.Doc, found = key, json.RawMessage(v), true
-		}
-		return false
-	})
-	if err == nil && !found {
-		return notFound("no document %q at seq %d", key, seq)
-	}
-	return err
-}
-
-func (s *Store) history(tx *buntdb.Tx, key string, res *Result) error {
-	prefix := histPrefix + key + histSep
-	res.Key = key
-	err := tx.AscendGreaterOrEqual("", prefix, func(k, v string) bool {
-		if !strings.HasPrefix(k, prefix) {
-			return false
-		}
-		seq, _ := strconv.ParseUint(k[len(prefix):], 10, 64)
-		res.History = append(res.History, Version{Seq: seq, Doc: json.RawMessage(v)})
-		return true
-	})
-	if err == nil && len(res.History) == 0 {
-		return notFound("no history for %q", key)
-	}
-	return err
 }
 
 // cursor is where a list page ended: the key and, on an index, the record

@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,7 +77,9 @@ func queryStore(f *testing.F) (*Store, *Spec) {
 	spec := mustSpec(f, ordersSpec)
 	s := openStore(f, filepath.Join(f.TempDir(), "q.db"), spec)
 	f.Cleanup(func() { s.Close() })
-	applyAll(f, s, spec, orderLog(60), 25)
+	events := orderLog(60)
+	applyAll(f, s, spec, events, 25)
+	useMemLog(f, s, spec, events)
 	return s, spec
 }
 
@@ -102,7 +105,7 @@ func FuzzQuery(f *testing.F) {
 			}
 			return
 		}
-		res, err := s.Run(&q)
+		res, err := s.Run(context.Background(), &q)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) {
 				t.Fatalf("run %s: untyped error %v", body, err)
@@ -166,7 +169,7 @@ func FuzzListPaging(f *testing.F) {
 			stored[ev.ID] = true
 		}
 		for _, f := range []Filter{{Desc: desc}, {Index: "by_v", Desc: desc}} {
-			all, err := s.Run(&Query{List: &f})
+			all, err := s.Run(context.Background(), &Query{List: &f})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +187,7 @@ func checkPagesBy(t *testing.T, s *Store, f Filter, all []Doc) {
 	t.Helper()
 	var got []Doc
 	for page := 0; page <= len(all); page++ {
-		res, err := s.Run(&Query{List: &f})
+		res, err := s.Run(context.Background(), &Query{List: &f})
 		if err != nil {
 			t.Fatalf("page %d of %+v: %v", page, f, err)
 		}

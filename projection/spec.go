@@ -36,7 +36,7 @@ type Spec struct {
 	Key         string               `json:"key"`
 	Handlers    map[string]string    `json:"handlers"`
 	Indexes     map[string]IndexSpec `json:"indexes,omitempty"`
-	History     bool                 `json:"history,omitempty"`
+	History     HistorySpec          `json:"history,omitzero"`
 	Changes     bool                 `json:"changes,omitempty"`
 	OnError     string               `json:"on_error,omitempty"`
 	// Promote is "auto" to make this version active once it is live, or

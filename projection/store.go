@@ -18,10 +18,10 @@ import (
 // replay after a torn write skip events a document has already seen.
 const (
 	docPrefix     = "d:"
-	histPrefix    = "h:" // h:<key>\x00<seq, 20 digits> → document or null
+	histPrefix    = "h:" // h:<key> → the seqs of its versions (history.go)
 	deadPrefix    = "x:" // x:<seq, 20 digits> → DeadLetter
 	keyCheckpoint = "m:checkpoint"
-	histSep       = "\x00"
+	histSep       = "\x00" // the old history layout's separator; not allowed in keys
 )
 
 // Store is one projection version's BuntDB file.
@@ -29,7 +29,10 @@ type Store struct {
 	db      *buntdb.DB
 	path    string
 	indexes map[string]IndexSpec
-	// Rebuilt is set when the file had a torn write and was started afresh.
+	history HistorySpec
+	src     historySource // set by useLog
+	// Rebuilt is set when the file had a torn write, or history in the
+	// layout that copied every version, and was started afresh.
 	Rebuilt bool
 	// docs counts documents: counted at open, kept up to date by Apply. It is
 	// not stored, so a torn write cannot make it drift.
@@ -47,7 +50,13 @@ func OpenStore(path string, spec *Spec) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, indexes: spec.Indexes, Rebuilt: rebuilt}
+	if oldHistory(db) {
+		if db, err = startAfresh(db, path); err != nil {
+			return nil, err
+		}
+		rebuilt = true
+	}
+	s := &Store{db: db, path: path, indexes: spec.Indexes, history: spec.History, Rebuilt: rebuilt}
 	err = db.View(func(tx *buntdb.Tx) error {
 		return tx.AscendGreaterOrEqual("", docPrefix, func(k, _ string) bool {
 			if !strings.HasPrefix(k, docPrefix) {
@@ -84,15 +93,21 @@ func openFile(path string) (*buntdb.DB, bool, error) {
 	if before < 0 || err != nil || fi.Size() >= before {
 		return db, false, nil
 	}
+	db, err = startAfresh(db, path)
+	return db, err == nil, err
+}
+
+// startAfresh closes db, deletes its file and opens an empty one.
+func startAfresh(db *buntdb.DB, path string) (*buntdb.DB, error) {
 	db.Close()
 	if err := os.Remove(path); err != nil {
-		return nil, false, fmt.Errorf("remove torn %s: %w", path, err)
+		return nil, fmt.Errorf("remove %s: %w", path, err)
 	}
-	db, err = buntdb.Open(path)
+	db, err := buntdb.Open(path)
 	if err != nil {
-		return nil, false, fmt.Errorf("open %s: %w", path, err)
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return db, true, nil
+	return db, nil
 }
 
 // Close closes the file.
@@ -177,42 +192,86 @@ type docState struct {
 	exists  bool // stored before this batch
 	deleted bool
 	dirty   bool
+	// versions are the batch's versions of the document, for history.
+	versions []histVersion
+}
+
+// folded is a batch folded, not yet committed.
+type folded struct {
+	states     map[string]*docState
+	order      []string
+	dead       []DeadLetter
+	failure    *Failure
+	checkpoint uint64
 }
 
 // Apply folds events into documents and commits them, then the checkpoint
 // (the last event's seq).
 //
-// Documents and checkpoint go in two transactions, documents first: BuntDB
-// writes a transaction's commands in no set order, so a torn write could
-// otherwise keep the checkpoint and lose documents. This way a crash at
-// any moment leaves the checkpoint at or before the documents, and the
-// replay from the checkpoint skips what each document has already seen
-// (its record's seq): every event is applied once.
+// History, documents and checkpoint go in three transactions, in this
+// order: BuntDB writes a transaction's commands in no set order, so a torn
+// write could otherwise keep the checkpoint and lose documents, or keep a
+// document and lose its history. This way a crash at any moment leaves the
+// checkpoint at or before the documents, and each document at or before
+// its history; the replay from the checkpoint skips what each document has
+// already seen (its record's seq) and adds only the versions its history
+// lacks: every event is applied once.
 func (s *Store) Apply(events []*Event, f Folder, spec *Spec) (*BatchResult, error) {
-	res := &BatchResult{}
-	var checkpoint uint64
-	docs := 0
-	err := s.db.Update(func(tx *buntdb.Tx) error {
-		states := map[string]*docState{}
-		var order []string
+	b := &folded{states: map[string]*docState{}}
+	err := s.db.View(func(tx *buntdb.Tx) error {
 		for _, ev := range events {
-			err := s.applyOne(tx, ev, f, spec, states, &order)
+			err := s.applyOne(tx, ev, f, spec, b.states, &b.order)
 			if err != nil {
 				if spec.OnErrorPolicy() == OnErrorStop {
-					res.Failure = &Failure{Seq: ev.Seq, EventID: ev.EventID, Error: err.Error()}
+					b.failure = &Failure{Seq: ev.Seq, EventID: ev.EventID, Error: err.Error()}
 					break
 				}
-				dl := DeadLetter{Seq: ev.Seq, EventID: ev.EventID, Type: ev.Type, Error: err.Error()}
-				b, _ := json.Marshal(dl)
-				if _, _, err := tx.Set(deadPrefix+seqKey(ev.Seq), string(b), nil); err != nil {
-					return err
-				}
-				res.Dead = append(res.Dead, dl)
+				b.dead = append(b.dead, DeadLetter{Seq: ev.Seq, EventID: ev.EventID, Type: ev.Type, Error: err.Error()})
 			}
-			checkpoint = ev.Seq
+			b.checkpoint = ev.Seq
 		}
-		for _, key := range order {
-			st := states[key]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if spec.History.On {
+		if err := s.writeHistory(b.states, b.order, spec); err != nil {
+			return nil, err
+		}
+	}
+	res, docs, err := s.writeDocs(b)
+	if err != nil {
+		return nil, err
+	}
+	if b.checkpoint == 0 {
+		return res, nil
+	}
+	s.docs.Add(int64(docs))
+	err = s.db.Update(func(tx *buntdb.Tx) error {
+		_, _, err := tx.Set(keyCheckpoint, strconv.FormatUint(b.checkpoint, 10), nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// writeDocs commits a folded batch's documents and dead letters; it
+// returns the changes and how many documents were added (or removed).
+func (s *Store) writeDocs(b *folded) (*BatchResult, int, error) {
+	res := &BatchResult{Dead: b.dead, Failure: b.failure}
+	docs := 0
+	err := s.db.Update(func(tx *buntdb.Tx) error {
+		for _, dl := range b.dead {
+			j, _ := json.Marshal(dl)
+			if _, _, err := tx.Set(deadPrefix+seqKey(dl.Seq), string(j), nil); err != nil {
+				return err
+			}
+		}
+		for _, key := range b.order {
+			st := b.states[key]
 			if !st.dirty {
 				continue
 			}
@@ -226,35 +285,21 @@ func (s *Store) Apply(events []*Event, f Folder, spec *Spec) (*BatchResult, erro
 				res.Changes = append(res.Changes, Change{Op: "delete", Key: key, Seq: st.seq})
 				continue
 			}
-			b, err := json.Marshal(st.doc)
+			j, err := json.Marshal(st.doc)
 			if err != nil {
 				return fmt.Errorf("document %q: %w", key, err)
 			}
-			if _, _, err := tx.Set(docPrefix+key, record(st.seq, b), nil); err != nil {
+			if _, _, err := tx.Set(docPrefix+key, record(st.seq, j), nil); err != nil {
 				return err
 			}
 			if !st.exists {
 				docs++
 			}
-			res.Changes = append(res.Changes, Change{Op: "upsert", Key: key, Doc: b, Seq: st.seq})
+			res.Changes = append(res.Changes, Change{Op: "upsert", Key: key, Doc: j, Seq: st.seq})
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if checkpoint == 0 {
-		return res, nil
-	}
-	s.docs.Add(int64(docs))
-	err = s.db.Update(func(tx *buntdb.Tx) error {
-		_, _, err := tx.Set(keyCheckpoint, strconv.FormatUint(checkpoint, 10), nil)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
+	return res, docs, err
 }
 
 func (s *Store) applyOne(tx *buntdb.Tx, ev *Event, f Folder, spec *Spec, states map[string]*docState, order *[]string) error {
@@ -303,16 +348,8 @@ func (s *Store) applyOne(tx *buntdb.Tx, ev *Event, f Folder, spec *Spec, states 
 		return nil
 	}
 	st.seq, st.dirty, st.deleted, st.doc = ev.Seq, true, del, out
-	if spec.History {
-		h := []byte("null")
-		if !del {
-			if h, err = json.Marshal(out); err != nil {
-				return fmt.Errorf("document %q: %w", key, err)
-			}
-		}
-		if _, _, err := tx.Set(histPrefix+key+histSep+seqKey(ev.Seq), string(h), nil); err != nil {
-			return err
-		}
+	if spec.History.On {
+		st.versions = append(st.versions, histVersion{seq: ev.Seq, del: del})
 	}
 	return nil
 }

@@ -123,9 +123,10 @@ func NewWorker(cfg Config, logger hclog.Logger) (*Worker, error) {
 		kick:     make(chan struct{}, 1),
 	}
 	w.applied.Store(cp)
+	st.useLog(w, folder)
 	w.nc.Store(&logConn{nc: cfg.Conn, js: cfg.JS, own: cfg.OwnConn})
 	if st.Rebuilt {
-		w.log.Warn("projection file had a torn write; rebuilding it from the log", "path", cfg.Path)
+		w.log.Warn("projection file had a torn write or history in the old layout; rebuilding it from the log", "path", cfg.Path)
 	}
 	w.types, w.aggregates = map[string]bool{}, map[string]bool{}
 	for _, t := range cfg.Spec.Source.Types {
@@ -264,7 +265,7 @@ func (w *Worker) Query(ctx context.Context, q *Query) (*Result, error) {
 			return nil, err
 		}
 	}
-	return w.store.Run(q)
+	return w.store.Run(ctx, q)
 }
 
 // waitFor returns once every event of the projection's source with seq <=

@@ -28,7 +28,7 @@ func (a *API) Catalog() protocol.Catalog {
 		e := protocol.ProjectionEntry{
 			Name: s.Name, Version: s.Version, Active: active[s.Name] == s.Version, Description: s.Description,
 			Subject: protocol.SubjectQuery + "." + s.Name + ".v" + strconv.Itoa(s.Version), Source: s.Source,
-			Indexes: s.Indexes, History: s.History, Document: s.Document,
+			Indexes: s.Indexes, History: s.History.On, Document: s.Document,
 		}
 		if e.Active {
 			e.Subject = protocol.SubjectQuery + "." + s.Name
