@@ -228,6 +228,11 @@ func (n *Node) Close() error {
 // how the node's workers, and Go programs that embed the node, talk to it.
 func (n *Node) Connect(opts ...nats.Option) (*nats.Conn, error) { return n.srv.Connect(opts...) }
 
+// ConnectAs opens an in-process connection with the identity opts sign in
+// with (nats.UserInfo, nats.Nkey; none: the anonymous user when no services
+// are configured): what that service may do, nothing more.
+func (n *Node) ConnectAs(opts ...nats.Option) (*nats.Conn, error) { return n.srv.ConnectAs(opts...) }
+
 // PeerConn opens a connection with exactly the rights this node's links
 // have on peer's node: it reaches the peer's exports granted to this node
 // (JetStream domain = the peer's name) and nothing else. Programs and tests

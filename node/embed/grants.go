@@ -25,7 +25,8 @@ type APISubjects struct {
 // the client port maps certificates) or nkey user per service.
 func serviceUsers(cfg Config, opts *server.Options) {
 	mapped := cfg.TLS != nil && cfg.TLS.Map
-	types := connectionTypes(connStandard, connWebsocket)
+	// In-process too: the node's console signs in as the user it serves.
+	types := connectionTypes(connStandard, connWebsocket, connInProcess)
 	for _, svc := range cfg.Services {
 		perms := grantPermissions(svc, cfg.API)
 		if svc.Nkey != "" {

@@ -169,6 +169,16 @@ func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return s.connect(s.keys, opts)
 }
 
+// ConnectAs opens an in-process connection that signs in with opts' own
+// credentials (a service's user and password, nkey, or none for the
+// anonymous user): it has exactly that identity's rights.
+func (s *Server) ConnectAs(opts ...nats.Option) (*nats.Conn, error) {
+	if s.srv == nil {
+		return nil, errors.New("the node is not started")
+	}
+	return nats.Connect("", append([]nats.Option{nats.InProcessServer(s.srv)}, opts...)...)
+}
+
 // ConnectExport opens an in-process connection into the account that holds
 // the export streams granted to peer.
 func (s *Server) ConnectExport(peer string, opts ...nats.Option) (*nats.Conn, error) {
