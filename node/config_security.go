@@ -114,7 +114,6 @@ func checkSeedFile(path string) error {
 	return nil
 }
 
-
 // checkPeer checks how a peer signs in: a shared secret or its nkey.
 func checkPeer(name string, p Peer) []error {
 	var errs []error
@@ -130,7 +129,3 @@ func checkPeer(name string, p Peer) []error {
 	}
 	return errs
 }
-
-// validateTLS checks that each TLS block names its files.
-// TODO(tls): done by the TLS work.
-func (c Config) validateTLS() []error { return nil }

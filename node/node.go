@@ -181,7 +181,11 @@ func (n *Node) start(ctx context.Context) error {
 	if n.cfg.HTTP == "" {
 		return nil
 	}
-	n.monitor = monitor.New(monitor.Config{Addr: n.cfg.HTTP, NATS: srv.NATS(), Ready: n.readiness, Metrics: n.metricsHandler()}, n.log)
+	mc := monitor.Config{Addr: n.cfg.HTTP, NATS: srv.NATS(), Ready: n.readiness, Metrics: n.metricsHandler()}
+	if n.cfg.HTTPTLS.Enabled() {
+		mc.CertFile, mc.KeyFile = n.cfg.HTTPTLS.Cert, n.cfg.HTTPTLS.Key
+	}
+	n.monitor = monitor.New(mc, n.log)
 	return n.run(ctx, "monitor", n.monitor)
 }
 

@@ -60,8 +60,8 @@ func (n *Node) Reload(cfg Config) error {
 		return refuse(err)
 	}
 	n.mesh.AddPeers(sortedPeers(cfg))
-	if r, ok := any(n.monitor).(interface{ ReloadTLS() error }); ok && n.monitor != nil {
-		if err := r.ReloadTLS(); err != nil {
+	if n.monitor != nil {
+		if err := n.monitor.ReloadTLS(); err != nil {
 			n.log.Error("http_tls: certificate reload failed; the old certificate stays", "error", err)
 		}
 	}

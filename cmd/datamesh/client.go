@@ -22,12 +22,14 @@ type clientFlags struct {
 	server  string
 	json    bool
 	timeout time.Duration
+	creds   credFlags
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.server, "server", "nats://127.0.0.1:4222", "NATS URL of the node (env DATAMESH_URL)")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON instead of a table")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", client.DefaultTimeout, "how long to wait for the node")
+	f.creds.register(cmd)
 }
 
 // connect opens a connection to the node; the caller closes it. Its errors
@@ -36,14 +38,20 @@ func (f *clientFlags) connect() (*nats.Conn, *client.Client, error) {
 	if err := checkServerURL(f.server); err != nil {
 		return nil, nil, err
 	}
-	opts := []nats.Option{nats.Name("datamesh-cli"), nats.Timeout(f.timeout)}
+	creds, err := f.creds.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := append([]nats.Option{nats.Name("datamesh-cli"), nats.Timeout(f.timeout)}, creds...)
+	// The probe reads the INFO a server sends before any TLS upgrade (the
+	// node does not use TLS handshake-first), so it works with TLS too.
 	d := &probeDialer{timeout: f.timeout}
 	if !strings.Contains(strings.ToLower(f.server), "ws") { // websocket clients speak first
 		opts = append(opts, nats.SetCustomDialer(d))
 	}
 	nc, err := nats.Connect(f.server, opts...)
 	if err != nil {
-		return nil, nil, connectError(f.server, d, err)
+		return nil, nil, connectError(redactURL(f.server), d, err)
 	}
 	return nc, client.New(nc).WithTimeout(f.timeout), nil
 }
@@ -60,7 +68,7 @@ func checkServerURL(server string) error {
 	for _, u := range strings.Split(server, ",") {
 		u = strings.ToLower(strings.TrimSpace(u))
 		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
-			return fmt.Errorf("--server %s: %s", server, httpHint)
+			return fmt.Errorf("--server %s: %s", redactURL(server), httpHint)
 		}
 	}
 	return nil
@@ -82,6 +90,9 @@ func connectError(server string, d *probeDialer, err error) error {
 			cause = err
 		}
 		return fmt.Errorf("cannot reach a DataMesh node at %s (%v): is `datamesh node` running? %s", server, cause, serverHint)
+	}
+	if serr := securityError(server, err); serr != nil {
+		return serr
 	}
 	return fmt.Errorf("connect to %s: %w %s", server, err, serverHint)
 }

@@ -43,6 +43,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newTailCmd(),
 		newBackupCmd(), newRestoreCmd(),
 		newRejectedCmd(),
+		newKeysCmd(),
 		newReloadCmd(),
 	)
 	return root

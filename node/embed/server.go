@@ -337,7 +337,11 @@ func (s *Server) LeafURL() string {
 	if host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return fmt.Sprintf("nats-leaf://%s", net.JoinHostPort(host, strconv.Itoa(s.leafPort)))
+	scheme := "nats-leaf"
+	if s.cfg.LeafTLS.Enabled() {
+		scheme = "tls" // peers link with TLS (leaf_tls)
+	}
+	return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(host, strconv.Itoa(s.leafPort)))
 }
 
 // redact hides every password, secret and seed of the configs in msg:

@@ -206,3 +206,24 @@ func TestTLSRemoteOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSReloadRefusesVerifyChange: nats-server applies new certificates
+// on reload but not a change to verify (or map): that takes a restart,
+// as docs/tls.md says.
+func TestTLSReloadRefusesVerifyChange(t *testing.T) {
+	dir := tlsMaterial(t)
+	cfg := Config{Name: "tlsverify", DataDir: t.TempDir(), Listen: "127.0.0.1:-1",
+		TLS: &TLS{Cert: filepath.Join(dir, tlsgen.ServerFile), Key: filepath.Join(dir, tlsgen.ServerKeyFile), CA: filepath.Join(dir, tlsgen.CAFile)}}
+	s := startTLSServer(t, cfg)
+	next := cfg
+	next.TLS = &TLS{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA, Verify: true}
+	if err := s.Reload(next); err == nil {
+		t.Fatal("a reload that turns verify on succeeded, want it refused (restart)")
+	}
+	// The port still serves clients without a certificate.
+	nc, err := nats.Connect(s.ClientURL(), nats.RootCAs(cfg.TLS.CA))
+	if err != nil {
+		t.Fatalf("connect after the refused reload: %v", err)
+	}
+	nc.Close()
+}

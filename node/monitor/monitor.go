@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,9 @@ type Config struct {
 	Ready func(ctx context.Context) Readiness
 	// Metrics serves /metrics; nil: 404.
 	Metrics http.Handler
+	// CertFile and KeyFile, when set, serve HTTPS with that certificate
+	// (http_tls); ReloadTLS reads them again.
+	CertFile, KeyFile string
 }
 
 // Monitor is the node's HTTP server.
@@ -43,6 +47,7 @@ type Monitor struct {
 	log hclog.Logger
 
 	ln        net.Listener
+	cert      *certificate // nil without TLS
 	srv       *http.Server
 	done      chan struct{}
 	closeOnce sync.Once
@@ -67,6 +72,13 @@ func (m *Monitor) Start(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
+	if m.cfg.CertFile != "" || m.cfg.KeyFile != "" {
+		if m.cert, err = loadCertificate(m.cfg.CertFile, m.cfg.KeyFile); err != nil {
+			ln.Close()
+			return fmt.Errorf("http_tls: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: m.cert.get})
+	}
 	m.ln = ln
 	m.srv = &http.Server{Handler: m.mux(), ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan struct{})
@@ -84,7 +96,24 @@ func (m *Monitor) URL() string {
 	if m.ln == nil {
 		return ""
 	}
+	if m.cert != nil {
+		return "https://" + m.ln.Addr().String()
+	}
 	return "http://" + m.ln.Addr().String()
+}
+
+// ReloadTLS reads the certificate and key files again: connections from
+// now on get the new certificate, those open keep theirs. On an error the
+// old certificate stays. Without TLS it does nothing.
+func (m *Monitor) ReloadTLS() error {
+	if m.cert == nil {
+		return nil
+	}
+	if err := m.cert.reload(); err != nil {
+		return fmt.Errorf("http_tls: %w", err)
+	}
+	m.log.Info("http_tls: certificate reloaded", "cert", m.cfg.CertFile)
+	return nil
 }
 
 // Close stops the server, letting requests under way finish for a
