@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"regexp"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -23,6 +26,7 @@ type clientFlags struct {
 	json    bool
 	timeout time.Duration
 	creds   credFlags
+	denied  denial
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -42,7 +46,7 @@ func (f *clientFlags) connect() (*nats.Conn, *client.Client, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := append([]nats.Option{nats.Name("datamesh-cli"), nats.Timeout(f.timeout)}, creds...)
+	opts := append([]nats.Option{nats.Name("datamesh-cli"), nats.Timeout(f.timeout), nats.ErrorHandler(f.denied.handle)}, creds...)
 	// The probe reads the INFO a server sends before any TLS upgrade (the
 	// node does not use TLS handshake-first), so it works with TLS too.
 	d := &probeDialer{timeout: f.timeout}
@@ -144,7 +148,56 @@ func (f *clientFlags) with(fn func(*client.Client) error) error {
 		return err
 	}
 	defer nc.Close()
-	return fn(c)
+	return f.denied.explain(fn(c), f.creds.user)
+}
+
+// denial keeps the permissions violation that ended a connection. The
+// server refuses a publish its grants do not allow with an asynchronous
+// error and no reply, so a request would wait for its timeout and say only
+// "timeout": handle closes the connection at once instead, and explain
+// turns the request's error into the refusal.
+type denial struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (d *denial) handle(nc *nats.Conn, _ *nats.Subscription, err error) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		fmt.Fprintln(os.Stderr, err) // as nats.go does without a handler
+		return
+	}
+	d.mu.Lock()
+	if d.err == nil {
+		d.err = err
+	}
+	d.mu.Unlock()
+	nc.Close() // fails the request in flight now
+}
+
+var violation = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "([^"]*)"`)
+
+// explain returns err, or the refusal that caused it, naming the identity
+// (user; empty for an nkey or a certificate) and the subject.
+func (d *denial) explain(err error, user string) error {
+	d.mu.Lock()
+	denied := d.err
+	d.mu.Unlock()
+	if err == nil || denied == nil {
+		return err
+	}
+	who := "this client"
+	if user != "" {
+		who = user
+	}
+	m := violation.FindStringSubmatch(denied.Error())
+	if m == nil {
+		return fmt.Errorf("permission denied: %v (not in the grants of %s: docs/security.md)", denied, who)
+	}
+	verb := "publish to"
+	if strings.EqualFold(m[1], "subscription") {
+		verb = "subscribe to"
+	}
+	return fmt.Errorf("permission denied: %s may not %s %s (not in its grants: docs/security.md)", who, verb, m[2])
 }
 
 func printJSON(w io.Writer, v any) error {

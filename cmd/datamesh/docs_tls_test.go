@@ -12,16 +12,13 @@ import (
 	"github.com/datamesh/datamesh/node"
 )
 
-// TestDocsTLS runs what docs/tls.md shows: `keys tls` prints what the
-// page shows, the page's node config (with its ports on 127.0.0.1:-1 and
-// a real password hash) loads, validates and starts, and the page's
-// client command reaches it over TLS.
+// TestDocsTLS runs what the TLS section of docs/security.md shows: `keys
+// tls` prints what the page shows, the page's node config (with its ports
+// on 127.0.0.1:-1 and a real password hash) loads, validates and starts,
+// and the page's client command reaches it over TLS.
 func TestDocsTLS(t *testing.T) {
-	b, err := os.ReadFile("../../docs/tls.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
+	lines, _ := markdownSection(t, "../../docs/security.md", "TLS")
+	doc := strings.Join(lines, "\n")
 	t.Chdir(t.TempDir()) // the page's paths are relative: tls/ca.pem
 	args, want := docCommand(t, doc, "datamesh keys tls --dir tls ")
 	if got := mustCLI(t, nil, args...); got != want {
@@ -30,7 +27,7 @@ func TestDocsTLS(t *testing.T) {
 
 	yaml := regexp.MustCompile("(?s)```yaml\n(name: orders\n.*?)```").FindStringSubmatch(doc)
 	if yaml == nil {
-		t.Fatal("docs/tls.md has no node config (a yaml block starting with name: orders)")
+		t.Fatal("docs/security.md#tls has no node config (a yaml block starting with name: orders)")
 	}
 	// The lowest cost: the node checks the hash at every sign-in, and cost
 	// 11 under the race detector outlasts the client's connect handshake.
@@ -91,6 +88,6 @@ func docCommand(t testing.TB, doc, prefix string) ([]string, string) {
 		}
 		return strings.Fields(cmd), want.String()
 	}
-	t.Fatalf("docs/tls.md has no command starting with %q", prefix)
+	t.Fatalf("docs/security.md#tls has no command starting with %q", prefix)
 	return nil, ""
 }

@@ -31,7 +31,7 @@ func newKeysTLSCmd() *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "tls --dir DIR [--hosts H,...] [--client NAME ...]",
-		Short: "Make a CA, a node certificate and client certificates for TLS (docs/tls.md)",
+		Short: "Make a CA, a node certificate and client certificates for TLS (docs/security.md#tls)",
 		Long: `tls writes a mesh's TLS material into DIR: ca.pem and ca-key.pem (the CA,
 made once and reused when DIR holds it), server.pem and server-key.pem (a
 node's certificate, valid for --hosts, for both serving and signing in to

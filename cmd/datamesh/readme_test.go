@@ -113,7 +113,15 @@ type readmeCmd struct {
 // next "## " heading, and the line number of the first.
 func readmeSection(t *testing.T, name string) ([]string, int) {
 	t.Helper()
-	b, err := os.ReadFile(readmePath)
+	return markdownSection(t, readmePath, name)
+}
+
+// markdownSection returns the lines of the Markdown file at path under
+// "## name", up to the next "## " heading, and the line number of the
+// first.
+func markdownSection(t testing.TB, path, name string) ([]string, int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +136,7 @@ func readmeSection(t *testing.T, name string) ([]string, int) {
 		}
 		return lines[i+1 : end], i + 2
 	}
-	t.Fatalf("README.md has no section %q", name)
+	t.Fatalf("%s has no section %q", path, name)
 	return nil, 0
 }
 

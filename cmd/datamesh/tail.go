@@ -47,7 +47,7 @@ ordered consumer on the log's stream, the way any NATS client can read it.
 				return err
 			}
 			defer nc.Close()
-			return f.run(cmd, nc, c, target)
+			return f.cf.denied.explain(f.run(cmd, nc, c, target), f.cf.creds.user)
 		},
 	}
 	f.cf.register(cmd)

@@ -1,11 +1,14 @@
 // A client DataMesh did not write (nats.js) against the secure example:
 // an allowed append, a denied one, an anonymous connection, and a client
 // that kept the default inbox prefix. See README.md here for how to run it.
+// NATS_URL is the node (127.0.0.1:4222 by default); NATS_CA, the CA file
+// of a node with tls (certs/ca.pem here), turns TLS on.
 import { connect, headers, StringCodec } from "nats";
 
 const server = process.env.NATS_URL || "127.0.0.1:4222";
+const tls = process.env.NATS_CA ? { tls: { caFile: process.env.NATS_CA } } : {};
 const sc = StringCodec();
-const nc = await connect({ servers: server, user: "orders-svc", pass: "orders-secret", inboxPrefix: "_INBOX_orders-svc" });
+const nc = await connect({ servers: server, ...tls, user: "orders-svc", pass: "orders-secret", inboxPrefix: "_INBOX_orders-svc" });
 const h = headers();
 h.set("ce-type", "OrderPlaced");
 h.set("ce-source", "nats.js");
@@ -18,13 +21,13 @@ try {
   console.log("append to payment:", e.code || e.message);
 }
 try {
-  const anon = await connect({ servers: server });
+  const anon = await connect({ servers: server, ...tls });
   console.log("anonymous: connected (unexpected)");
   await anon.close();
 } catch (e) {
   console.log("anonymous:", e.code || e.message);
 }
-const defaultInbox = await connect({ servers: server, user: "orders-svc", pass: "orders-secret" });
+const defaultInbox = await connect({ servers: server, ...tls, user: "orders-svc", pass: "orders-secret" });
 try {
   await defaultInbox.request("dm.read.order.js-1", sc.encode(""), { timeout: 3000 });
   console.log("default inbox prefix: answered (unexpected)");
