@@ -15,6 +15,7 @@ import (
 	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/node/api"
 	"github.com/datamesh/datamesh/node/backup"
+	"github.com/datamesh/datamesh/node/console"
 	"github.com/datamesh/datamesh/node/embed"
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/metrics"
@@ -56,6 +57,7 @@ type Node struct {
 	backups     *backup.Runner
 	api         *api.API
 	monitor     *monitor.Monitor // nil when the HTTP port is off
+	console     *console.Console // nil when the HTTP port is off
 	metrics     *metrics.Metrics // nil when the HTTP port is off
 	// syncMetrics is metrics once they exist, for the log's fsyncs (the
 	// log starts before the metrics, whose collector reads it).
@@ -118,6 +120,9 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.cfg.secureCheck(); err != nil {
 		return err
 	}
+	if err := n.cfg.checkNotStandalone(); err != nil {
+		return err
+	}
 	if err := embed.CheckListen(n.cfg.listeners()...); err != nil {
 		return err
 	}
@@ -142,10 +147,14 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	n.registry = registry.New(js, n.cfg.SubjectPrefix, n.streamDir, n.cfg.Durability == DurabilityFsync, n.log)
+	var bucketDir func(string) string
+	if !n.cfg.clustered() {
+		bucketDir = n.streamDir
+	}
+	n.registry = registry.New(js, n.cfg.SubjectPrefix, bucketDir, n.cfg.ownsFsync(), n.log).WithReplicas(n.cfg.replicas())
 	// The rejected record closes after the log: appends still in flight
 	// at Close may be refused, and recorded.
-	n.rejected = rejected.New(rejected.Config{Dir: n.streamDir(protocol.RejectedStream)}, n.nc, n.log)
+	n.rejected = rejected.New(rejected.Config{Dir: n.streamDir(protocol.RejectedStream), Replicas: n.cfg.replicas()}, n.nc, n.log)
 	if err := n.run(ctx, "rejected", n.rejected); err != nil {
 		return err
 	}
@@ -159,6 +168,19 @@ func (n *Node) start(ctx context.Context) error {
 	n.projections = projection.NewManager(n.projectionConfig(), n.log)
 	if err := n.run(ctx, "projections", n.projections); err != nil {
 		return err
+	}
+	if n.cfg.clustered() {
+		// Started after the projections: a change stored before is in
+		// what they loaded, one stored after reaches them by the watch.
+		if err := n.run(ctx, "registry-watch", newRegistryWatch(n.registry, n.projections, n.log)); err != nil {
+			return err
+		}
+		if err := n.projections.Sync(ctx); err != nil {
+			return err
+		}
+		if err := n.registry.ReloadContracts(ctx); err != nil {
+			return err
+		}
 	}
 	n.mesh = meshlink.New(n.meshConfig(), meshlink.Deps{Log: meshLog{n.events}, Dialer: srv, Leafnodes: srv,
 		Store: n.registry, Contracts: n.registry}, n.log)
@@ -181,7 +203,15 @@ func (n *Node) start(ctx context.Context) error {
 	if n.cfg.HTTP == "" {
 		return nil
 	}
-	mc := monitor.Config{Addr: n.cfg.HTTP, NATS: srv.NATS(), Ready: n.readiness, Metrics: n.metricsHandler()}
+	// The console signs each browser session in with its own identity
+	// (ConnectAs), never with the node's rights. It closes after the
+	// monitor and before the API.
+	n.console = console.New(console.Config{Node: n.cfg.Name, Version: Version, Connect: n.ConnectAs}, n.log)
+	if err := n.run(ctx, "console", n.console); err != nil {
+		return err
+	}
+	mc := monitor.Config{Addr: n.cfg.HTTP, NATS: srv.NATS(), Ready: n.readiness, Metrics: n.metricsHandler(),
+		Console: n.console.Handler()}
 	if n.cfg.HTTPTLS.Enabled() {
 		mc.CertFile, mc.KeyFile = n.cfg.HTTPTLS.Cert, n.cfg.HTTPTLS.Key
 	}
@@ -235,7 +265,16 @@ func (n *Node) Connect(opts ...nats.Option) (*nats.Conn, error) { return n.srv.C
 // ConnectAs opens an in-process connection with the identity opts sign in
 // with (nats.UserInfo, nats.Nkey; none: the anonymous user when no services
 // are configured): what that service may do, nothing more.
-func (n *Node) ConnectAs(opts ...nats.Option) (*nats.Conn, error) { return n.srv.ConnectAs(opts...) }
+//
+// A user and password the config does not know are refused at once: an
+// in-process sign-in that the server refuses takes its write deadline
+// (10 s) to fail.
+func (n *Node) ConnectAs(opts ...nats.Option) (*nats.Conn, error) {
+	if err := n.checkCredentials(opts); err != nil {
+		return nil, err
+	}
+	return n.srv.ConnectAs(opts...)
+}
 
 // PeerConn opens a connection with exactly the rights this node's links
 // have on peer's node: it reaches the peer's exports granted to this node
@@ -302,6 +341,12 @@ func (n *Node) Catalog() protocol.Catalog { return n.api.Catalog() }
 
 // MeshCatalog asks every linked peer for what its exports show this node.
 func (n *Node) MeshCatalog() []protocol.PeerCatalog { return n.mesh.PeerCatalogs() }
+
+// ProjectionStatuses is this server's projection versions (in a cluster,
+// each server runs its own).
+func (n *Node) ProjectionStatuses(ctx context.Context) []projection.Status {
+	return n.projections.Statuses(ctx)
+}
 
 // MeshStatus returns every link's and export's status, as dm.admin.mesh does.
 func (n *Node) MeshStatus() protocol.MeshStatus { return n.mesh.Status() }

@@ -1,11 +1,15 @@
 package node
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
 	"strings"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/datamesh/datamesh/node/embed"
 )
@@ -132,4 +136,37 @@ func (n *Node) logSecurity() {
 	default:
 		n.log.Info("no services configured: anonymous clients have full API access, on loopback listeners only (docs/security.md)")
 	}
+}
+
+// checkCredentials refuses a user and password that match no service
+// (nats.ErrAuthorization), as the server would, before an in-process
+// sign-in. Other sign-ins (nkeys, anonymous) are left to the server.
+func (n *Node) checkCredentials(opts []nats.Option) error {
+	o := nats.GetDefaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return err
+		}
+	}
+	n.reloadMu.Lock()
+	services := n.cfg.Services
+	n.reloadMu.Unlock()
+	if o.User == "" || len(services) == 0 {
+		return nil
+	}
+	for _, s := range services {
+		if s.Name == o.User && s.Password != "" && passwordMatches(s.Password, o.Password) {
+			return nil
+		}
+	}
+	return nats.ErrAuthorization
+}
+
+// passwordMatches compares as nats-server does: bcrypt when the stored
+// password is a bcrypt hash, else the plain text in constant time.
+func passwordMatches(stored, given string) bool {
+	if strings.HasPrefix(stored, "$2") {
+		return bcrypt.CompareHashAndPassword([]byte(stored), []byte(given)) == nil
+	}
+	return subtle.ConstantTimeCompare([]byte(stored), []byte(given)) == 1
 }

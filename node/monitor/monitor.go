@@ -39,6 +39,9 @@ type Config struct {
 	// CertFile and KeyFile, when set, serve HTTPS with that certificate
 	// (http_tls); ReloadTLS reads them again.
 	CertFile, KeyFile string
+	// Console serves the web console under /ui/ (node/console); nil: not
+	// served.
+	Console http.Handler
 }
 
 // Monitor is the node's HTTP server.
@@ -149,6 +152,9 @@ func (m *Monitor) mux() *http.ServeMux {
 		mux.HandleFunc(path, h)
 	}
 	mux.HandleFunc("/readyz", m.handleReady)
+	if m.cfg.Console != nil {
+		mux.Handle("/ui/", m.cfg.Console)
+	}
 	if m.cfg.Metrics != nil {
 		mux.Handle("/metrics", m.cfg.Metrics)
 	}
