@@ -140,7 +140,7 @@ func (w *exportWorker) runOnce(ctx context.Context) error {
 // seq and the log seq to resume after: the Dm-Origin-Seq of its last
 // message.
 func (w *exportWorker) openStream(ctx context.Context, js jetstream.JetStream, nc *nats.Conn) (last, resume uint64, err error) {
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := eventlog.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        exportStream(w.spec.Name),
 		Description: fmt.Sprintf("DataMesh export %s of %s for %s", w.spec.Name, w.m.cfg.Node, w.peer),
 		Subjects:    []string{exportSubjects(w.spec.Name) + ".>"},
@@ -153,6 +153,7 @@ func (w *exportWorker) openStream(ctx context.Context, js jetstream.JetStream, n
 		// Kept on: streams created by earlier versions have it, and the
 		// config must not change under them.
 		AllowAtomicPublish: true,
+		Replicas:           max(1, w.m.cfg.Replicas),
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("export stream: %w", err)

@@ -44,6 +44,12 @@ type Config struct {
 	ExportDir func(peer, stream string) string
 	// Fsync: exports fsync their copies (durability: fsync).
 	Fsync bool
+	// Replicas of the export streams (0: 1).
+	Replicas int
+	// Clustered: the node is a cluster of servers, each running a Mesh.
+	// Exports and links are refused there until one server can run each
+	// (docs/cluster.md).
+	Clustered bool
 }
 
 // Mesh runs the node's exports and links. Its workers live from Start
@@ -181,6 +187,9 @@ type Applied struct {
 // links already running; it reports what Commit would do to each. Its
 // errors are ErrInvalid.
 func (m *Mesh) Check(exports []*Export, links []*Link) ([]Applied, error) {
+	if m.cfg.Clustered && len(exports)+len(links) > 0 {
+		return nil, invalid("exports and links are not supported on a clustered node yet: each would run on every server (docs/cluster.md)")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var results []Applied

@@ -400,7 +400,7 @@ func TestMeshErrors(t *testing.T) {
 		{"dead letters", third(m.DeadLetters(ctx, "nope", 0, 10)), meshlink.ErrNotFound, `no link "nope"`},
 		{"replay too many", second(m.Replay(ctx, "in", make([]uint64, 501))), meshlink.ErrInvalid, "at most 500 export seqs per replay"},
 		{"unknown peer", second(m.Check([]*meshlink.Export{&billing}, nil)), meshlink.ErrInvalid,
-			`export public: peer "billing" is not configured: add it under peers in the node config, with the secret both nodes share`},
+			`export public: peer "billing" is not configured: add it under peers in the node config (with the secret both nodes share, or its nkey)`},
 		{"twice", second(m.Check(nil, []*meshlink.Link{f.link, f.link})), meshlink.ErrInvalid, "link in appears twice"},
 		{"other url", second(m.Check(nil, []*meshlink.Link{&other})), meshlink.ErrInvalid,
 			"link in2: peer orders is already linked at " + leafURL + "; all links to one peer share its leafnode connection"},

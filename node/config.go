@@ -71,6 +71,15 @@ type Config struct {
 	// MeshSeed is the file (mode 0600) of this node's nkey seed, with
 	// which it signs in to peers that know it by its public key.
 	MeshSeed string `json:"mesh_seed,omitempty"`
+	// ServerName names this server: unique in a cluster (the host name by
+	// default there); the node's name standalone.
+	ServerName string `json:"server_name,omitempty"`
+	// Cluster makes the node one server of a JetStream cluster; every
+	// server of it has the same name (the JetStream domain) and resources.
+	Cluster *Cluster `json:"cluster,omitempty"`
+	// Replicas of every stream the node creates: 1, 3 or 5 (default 1
+	// standalone, 3 in a cluster).
+	Replicas int `json:"replicas,omitempty"`
 	// RequireContracts refuses appends of event types that have no contract.
 	RequireContracts bool `json:"require_contracts"`
 	// MaxEventBytes bounds one event's data; larger appends get too_large.
@@ -210,6 +219,7 @@ func (c Config) Validate() error {
 		errs = append(errs, checkPeer(name, p)...)
 	}
 	errs = append(errs, c.validateServices()...)
+	errs = append(errs, c.validateCluster()...)
 	errs = append(errs, c.validateTLS()...)
 	if c.MeshSeed != "" {
 		if err := checkSeedFile(c.MeshSeed); err != nil {
@@ -281,9 +291,13 @@ func sortedPeers(cfg Config) []string {
 
 // listeners are the addresses the node listens on, for embed.CheckListen.
 func (c Config) listeners() []embed.Listener {
-	return []embed.Listener{
+	ls := []embed.Listener{
 		{Setting: "listen", Flag: "--listen", Addr: c.Listen},
 		{Setting: "leaf_listen", Flag: "--leaf-listen", Addr: c.LeafListen},
 		{Setting: "http", Flag: "--http", Addr: c.HTTP},
 	}
+	if c.Cluster != nil {
+		ls = append(ls, embed.Listener{Setting: "cluster.listen", Flag: "--cluster-listen", Addr: c.Cluster.Listen})
+	}
+	return ls
 }

@@ -49,8 +49,16 @@ func (c Config) serverConfig() embed.Config {
 			Changes: protocol.SubjectChanges, Admin: protocol.SubjectAdmin, Discovery: protocol.SubjectDiscovery,
 			Rejected: protocol.SubjectRejected, Stream: c.StreamName, EventPrefix: c.SubjectPrefix},
 		TLS: c.TLS, LeafTLS: c.LeafTLS,
+		ServerName: c.serverName(), Cluster: c.clusterConfig(),
+		SyncAlways: c.clustered() && c.Durability == DurabilityFsync,
 	}
 }
+
+// ownsFsync reports whether the node fsyncs its streams' files itself: a
+// one-replica log in fsync mode. In a cluster JetStream's quorum
+// acknowledges a write, and with fsync each server fsyncs it
+// (sync_always).
+func (c Config) ownsFsync() bool { return !c.clustered() && c.Durability == DurabilityFsync }
 
 func (c Config) backupConfig() backup.Config {
 	// Links' checkpoints first, then the registry: see backup.Runner.
@@ -62,7 +70,13 @@ func (c Config) backupConfig() backup.Config {
 // runs without sync_always: the node fsyncs a new stream's metadata in both
 // modes, and in fsync mode every write (docs/performance.md, "Group
 // commit").
-func (n *Node) streamDir(stream string) string { return n.srv.StreamDir(embed.NodeAccount, stream) }
+// In a cluster it is "": the files are JetStream's, on every server.
+func (n *Node) streamDir(stream string) string {
+	if n.cfg.clustered() {
+		return ""
+	}
+	return n.srv.StreamDir(embed.NodeAccount, stream)
+}
 
 func (n *Node) logConfig() eventlog.Config {
 	c := n.cfg
@@ -72,7 +86,7 @@ func (n *Node) logConfig() eventlog.Config {
 		// A read's JSON reply must stay under max_payload (the last event
 		// may overshoot the bound by its own size).
 		ReadMaxBytes: int(c.maxPayload())/2 - c.MaxEventBytes,
-		Dir:          n.streamDir(c.StreamName), Fsync: c.Durability == DurabilityFsync,
+		Dir:          n.streamDir(c.StreamName), Fsync: c.ownsFsync(), Replicas: c.replicas(),
 	}
 	if cfg.Fsync {
 		cfg.OnSync = func(writes int, took time.Duration) {
@@ -99,8 +113,10 @@ func (n *Node) projectionConfig() projection.ManagerConfig {
 
 func (n *Node) meshConfig() meshlink.Config {
 	cfg := meshlink.Config{Node: n.cfg.Name, Peers: sortedPeers(n.cfg), MaxEventBytes: n.cfg.MaxEventBytes,
-		Transforms: n.transforms, Fsync: n.cfg.Durability == DurabilityFsync,
-		ExportDir: func(peer, stream string) string { return n.srv.StreamDir(embed.ExportAccount(peer), stream) }}
+		Transforms: n.transforms, Fsync: n.cfg.ownsFsync(), Replicas: n.cfg.replicas(), Clustered: n.cfg.clustered()}
+	if !n.cfg.clustered() {
+		cfg.ExportDir = func(peer, stream string) string { return n.srv.StreamDir(embed.ExportAccount(peer), stream) }
+	}
 	return cfg
 }
 

@@ -39,13 +39,15 @@ func (m *Manager) Check(specs []*Spec) ([]Applied, []*Spec, error) {
 // Commit stores and starts the versions Check chose. The first version of
 // a name becomes active.
 func (m *Manager) Commit(ctx context.Context, start []*Spec) error {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
 	for _, s := range start {
 		if err := m.cfg.Store.PutSpec(ctx, s); err != nil {
 			return unavailable("store projection %s: %v", s.Name, err)
 		}
 	}
 	for _, s := range start {
-		if err := m.startWorker(s, nil); err != nil {
+		if err := m.startWorker(s, nil); err != nil && !m.running(s) {
 			return fmt.Errorf("start projection %s v%d: %w", s.Name, s.Version, err)
 		}
 		if err := m.activateFirst(ctx, s); err != nil {
@@ -54,6 +56,13 @@ func (m *Manager) Commit(ctx context.Context, start []*Spec) error {
 		m.log.Info("projection applied", "name", s.Name, "version", s.Version)
 	}
 	return nil
+}
+
+// running reports whether s runs already with the same definition: a
+// cluster's Sync (the store's watch) may start it first.
+func (m *Manager) running(s *Spec) bool {
+	w, _, err := m.Worker(s.Name, s.Version)
+	return err == nil && w.Spec().Equal(s)
 }
 
 // activateFirst makes s active if its name has no active version.

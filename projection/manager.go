@@ -105,6 +105,11 @@ type Manager struct {
 	started    bool
 	closed     bool
 
+	// syncMu keeps Sync (a cluster's store watch) apart from the changes
+	// this server makes: a version stored and started by Commit must not
+	// be taken for one retired elsewhere.
+	syncMu sync.Mutex
+
 	closeOnce sync.Once
 	closeErr  error
 }

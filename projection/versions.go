@@ -94,6 +94,8 @@ func (m *Manager) Rollback(ctx context.Context, name string) (from, to int, err 
 // Retire stops a version that is not active and deletes its file and
 // definition. The active version and natives wrap ErrConflict.
 func (m *Manager) Retire(ctx context.Context, name string, version int) error {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
 	m.mu.Lock()
 	w, ok := m.workers[name][version]
 	switch {
@@ -119,6 +121,7 @@ func (m *Manager) Retire(ctx context.Context, name string, version int) error {
 	if err := os.Remove(m.path(name, version)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("delete %s: %w", m.path(name, version), err)
 	}
+	_ = os.Remove(m.path(name, version) + ".tmp") // left by a compaction cut short
 	m.log.Info("projection version retired", "name", name, "version", version)
 	return nil
 }

@@ -16,9 +16,11 @@ import (
 
 // nodeFlags are the `datamesh node` flags; each one also reads DATAMESH_<FLAG>.
 type nodeFlags struct {
-	config      string
-	cfg         node.Config
-	dedupWindow time.Duration
+	config        string
+	cfg           node.Config
+	dedupWindow   time.Duration
+	clusterListen string
+	routes        []string
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -38,6 +40,18 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cfg.LogFormat, "log-format", d.LogFormat, "text or json (one object per line)")
 	fs.StringVar(&f.cfg.Durability, "durability", d.Durability, "os (survives a process crash) or fsync (survives a power loss)")
 	fs.BoolVar(&f.cfg.Insecure, "insecure", d.Insecure, "allow listening off loopback with no services configured (anonymous clients get full access)")
+	fs.StringVar(&f.cfg.ServerName, "server-name", "", "this server's name, unique in a cluster (default: the node name, or the host name in a cluster)")
+	fs.StringVar(&f.clusterListen, "cluster-listen", "", "route address host:port: makes the node one server of a JetStream cluster")
+	fs.StringSliceVar(&f.routes, "routes", nil, "the cluster's other servers, nats-route://host:port (comma-separated)")
+	fs.IntVar(&f.cfg.Replicas, "replicas", 0, "replicas of the node's streams: 1, 3 or 5 (default 1, or 3 in a cluster)")
+}
+
+// cluster is cfg's cluster block, made when a cluster flag is given.
+func (f *nodeFlags) cluster(cfg *node.Config) *node.Cluster {
+	if cfg.Cluster == nil {
+		cfg.Cluster = &node.Cluster{}
+	}
+	return cfg.Cluster
 }
 
 // Config builds the node config: defaults, then the config file, then every
@@ -64,6 +78,10 @@ func (f *nodeFlags) Config(fs *pflag.FlagSet) (node.Config, error) {
 		"log-format":        func() { cfg.LogFormat = f.cfg.LogFormat },
 		"durability":        func() { cfg.Durability = f.cfg.Durability },
 		"insecure":          func() { cfg.Insecure = f.cfg.Insecure },
+		"server-name":       func() { cfg.ServerName = f.cfg.ServerName },
+		"replicas":          func() { cfg.Replicas = f.cfg.Replicas },
+		"cluster-listen":    func() { f.cluster(&cfg).Listen = f.clusterListen },
+		"routes":            func() { f.cluster(&cfg).Routes = f.routes },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

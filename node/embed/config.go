@@ -52,6 +52,15 @@ type Config struct {
 	// MeshSeed is this node's nkey seed, with which it signs in to the
 	// peers that know it by its public key (Peer.Nkey).
 	MeshSeed []byte
+
+	// ServerName is this server's name (Name when empty); unique in a
+	// cluster.
+	ServerName string
+	// Cluster makes the server one of a JetStream cluster (nil: standalone).
+	Cluster *Cluster
+	// SyncAlways makes JetStream fsync every write (in a cluster with
+	// fsync durability).
+	SyncAlways bool
 }
 
 // Peer is a node this one shares events with. It signs in to this node
@@ -61,6 +70,13 @@ type Peer struct {
 	Name   string
 	Secret string
 	Nkey   string
+}
+
+func (c Config) serverName() string {
+	if c.ServerName != "" {
+		return c.ServerName
+	}
+	return c.Name
 }
 
 func (c Config) peer(name string) Peer {
@@ -112,7 +128,7 @@ func (s *Server) options() (*server.Options, error) {
 		}
 	}
 	opts := &server.Options{
-		ServerName:      cfg.Name,
+		ServerName:      cfg.serverName(),
 		Host:            host,
 		Port:            port,
 		JetStream:       true,
@@ -145,6 +161,9 @@ func (s *Server) options() (*server.Options, error) {
 		opts.LeafNode.NoAdvertise = true
 	}
 	if err := tlsOptions(cfg, opts); err != nil {
+		return nil, err
+	}
+	if err := clusterOptions(cfg, opts); err != nil {
 		return nil, err
 	}
 	return opts, nil

@@ -73,6 +73,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	slog.release(true)
+	if err := s.waitQuorum(ctx); err != nil {
+		return err
+	}
 	if err := s.enableJetStream(); err != nil {
 		return err
 	}
@@ -277,6 +280,7 @@ func (s *Server) Reload(cfg Config) error {
 	cur := s.opts
 	opts.Host, opts.Port = cur.Host, cur.Port
 	opts.LeafNode.Host, opts.LeafNode.Port = cur.LeafNode.Host, cur.LeafNode.Port
+	opts.Cluster.Host, opts.Cluster.Port = cur.Cluster.Host, cur.Cluster.Port
 	if opts.LeafNode.Remotes, err = s.remoteList(cfg, s.remotes); err != nil {
 		return err
 	}

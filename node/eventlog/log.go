@@ -46,6 +46,10 @@ type Config struct {
 	// OnSync, if set, is told the writes each fsync made durable and how
 	// long it took (the node's metrics). It must not block.
 	OnSync func(writes int, took time.Duration)
+	// Replicas of the stream (0: 1). With more than one, Dir and Fsync
+	// must be off: JetStream's quorum acknowledges a write, and fsyncs it
+	// on each server itself when it runs with sync_always.
+	Replicas int
 }
 
 // Contracts checks event data against the latest contract of its type.
@@ -108,6 +112,7 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		DenyPurge:          true,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
+		Replicas:           max(1, l.cfg.Replicas),
 	}
 }
 
@@ -123,7 +128,7 @@ func (l *Log) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if l.stream, err = l.js.CreateOrUpdateStream(ctx, l.streamConfig()); err != nil {
+	if l.stream, err = EnsureStream(ctx, l.js, l.streamConfig()); err != nil {
 		return fmt.Errorf("create event stream %s: %w", l.cfg.Stream, err)
 	}
 	if l.cfg.Dir != "" {

@@ -44,6 +44,8 @@ type Registry struct {
 	// write before it returns.
 	streamDir func(stream string) string
 	fsync     bool
+	// replicas of both buckets.
+	replicas int
 
 	kv    jetstream.KeyValue // Bucket
 	links jetstream.KeyValue // LinksBucket
@@ -59,24 +61,32 @@ type Registry struct {
 // buckets and loads the contracts.
 func New(js jetstream.JetStream, subjectPrefix string, streamDir func(stream string) string, fsync bool, logger hclog.Logger) *Registry {
 	return &Registry{js: js, prefix: subjectPrefix, streamDir: streamDir, fsync: fsync, log: logger.Named("registry"),
-		contracts: map[string][]*schemas.Validator{}}
+		contracts: map[string][]*schemas.Validator{}, replicas: 1}
+}
+
+// WithReplicas makes the buckets replicated (a cluster); call before Start.
+func (r *Registry) WithReplicas(n int) *Registry {
+	r.replicas = max(1, n)
+	return r
 }
 
 // Start opens (or creates) both buckets and loads the stored contracts.
 func (r *Registry) Start(ctx context.Context) error {
 	var err error
-	r.kv, err = r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	r.kv, err = eventlog.EnsureKeyValue(ctx, r.js, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "DataMesh resources: contracts, projections, links",
 		Storage:     jetstream.FileStorage,
+		Replicas:    r.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("open registry: %w", err)
 	}
-	r.links, err = r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	r.links, err = eventlog.EnsureKeyValue(ctx, r.js, jetstream.KeyValueConfig{
 		Bucket:      LinksBucket,
 		Description: "DataMesh link checkpoints and dead letters",
 		Storage:     jetstream.FileStorage,
+		Replicas:    r.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", LinksBucket, err)

@@ -64,6 +64,8 @@ type Config struct {
 	// eventlog.StreamFiles). The record's writes are not fsynced one by
 	// one: a publish is at-most-once already. "" skips it.
 	Dir string
+	// Replicas of the stream (0: 1).
+	Replicas int
 }
 
 // Record is the rejected record.
@@ -102,7 +104,7 @@ func (r *Record) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	r.stream, err = r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	r.stream, err = eventlog.EnsureStream(ctx, r.js, jetstream.StreamConfig{
 		Name:        r.cfg.Stream,
 		Description: "DataMesh rejected record: published events the node refused, with their error",
 		Subjects:    []string{protocol.SubjectRejected + ".>"},
@@ -112,6 +114,7 @@ func (r *Record) Start(ctx context.Context) error {
 		MaxAge:      r.cfg.MaxAge,
 		MaxBytes:    r.cfg.MaxBytes,
 		AllowDirect: true,
+		Replicas:    max(1, r.cfg.Replicas),
 	})
 	if err != nil {
 		return fmt.Errorf("create rejected stream %s: %w", r.cfg.Stream, err)
