@@ -107,6 +107,13 @@ func newNodeProcess(t *testing.T, name, leaf string, peers ...string) *nodeProce
 // start runs the node and waits until its API answers.
 func (p *nodeProcess) start() {
 	p.t.Helper()
+	p.launch()
+	p.waitReady()
+}
+
+// launch starts the node's process, without waiting for it.
+func (p *nodeProcess) launch() {
+	p.t.Helper()
 	logFile, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		p.t.Fatal(err)
@@ -127,9 +134,13 @@ func (p *nodeProcess) start() {
 		p.err = cmd.Wait()
 		close(exited)
 	}(p.exited)
+}
 
+// waitReady waits until the node's API answers.
+func (p *nodeProcess) waitReady() {
+	p.t.Helper()
 	var last error
-	err = nodetest.Poll(context.Background(), procDeadline, 50*time.Millisecond, func() (bool, error) {
+	err := nodetest.Poll(context.Background(), procDeadline, 50*time.Millisecond, func() (bool, error) {
 		select {
 		case <-p.exited:
 			return false, fmt.Errorf("exited before it was ready: %v", p.err)
