@@ -7,7 +7,8 @@ package node_test
 // manifest.json describes what they hold), must open with the code at hand.
 // TestReopenFixture copies it to a temp dir and checks that events read
 // back, projections resume from their checkpoints without a rebuild (their
-// files are byte-identical once live), and the link imports nothing twice.
+// files are byte-identical once live, but for the conversion of history in
+// 0.1.0's layout, appended), and the link imports nothing twice.
 //
 // The generator is kept as testdata/fixture-v0.1.0/generate_test.go.txt: to
 // regenerate the fixture, copy it into node/ of the commit named in
@@ -18,6 +19,7 @@ package node_test
 // DATAMESH_REOPEN_FIXTURE=<dir> checks another copy of a fixture.
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -25,11 +27,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -441,21 +445,6 @@ func copyTree(t testing.TB, src, dst string) {
 	}
 }
 
-// fileHashes returns the sha256 of each of rels under dir.
-func fileHashes(t testing.TB, dir string, rels []string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, rel := range rels {
-		b, err := os.ReadFile(filepath.Join(dir, rel))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(b)
-		out[rel] = hex.EncodeToString(sum[:])
-	}
-	return out
-}
-
 // TestReopenFixture opens a copy of the fixture: everything stored must be
 // read back as it was (no projection rebuilds, the alias kept, the link
 // resuming from its checkpoint without importing anything twice), and the
@@ -470,7 +459,7 @@ func TestReopenFixture(t *testing.T) {
 	copyTree(t, src, tmp)
 	on, rn := m.Nodes[fixtureOwner], m.Nodes[fixtureReader]
 	ownerDir, readerDir := filepath.Join(tmp, on.Dir), filepath.Join(tmp, rn.Dir)
-	ownerDBs, readerDBs := fileHashes(t, ownerDir, fixtureDBFiles(on)), fileHashes(t, readerDir, fixtureDBFiles(rn))
+	ownerDBs, readerDBs := readFiles(t, ownerDir, fixtureDBFiles(on)), readFiles(t, readerDir, fixtureDBFiles(rn))
 
 	owner, _, oc := openFixtureNode(t, fixtureConfig(on.Name, ownerDir, rn.Name))
 	reader, _, rc := openFixtureNode(t, fixtureConfig(rn.Name, readerDir, on.Name))
@@ -479,7 +468,7 @@ func TestReopenFixture(t *testing.T) {
 	ojs, rjs := inProcessJS(t, owner), inProcessJS(t, reader)
 
 	// The projections come back at their checkpoints, live, with the same
-	// documents, and their files untouched (checked below).
+	// documents, and their files not folded again (checked below).
 	checkProjectionsResumed(t, on, oc)
 	checkProjectionsResumed(t, rn, rc)
 	// The link recovers its checkpoint before it reaches the owner (its
@@ -499,15 +488,10 @@ func TestReopenFixture(t *testing.T) {
 	compareFixtureNode(t, on, gotOwner)
 	compareFixtureNode(t, rn, gotReader)
 	checkStoredCheckpoint(t, ctx, rjs, lk)
-	// No projection file was written to: documents are deterministic
-	// (now() is the event's time), so equal documents alone would not show
-	// that nothing was folded again; a fold appends to the BuntDB file.
-	if got := fileHashes(t, ownerDir, fixtureDBFiles(on)); !reflect.DeepEqual(got, ownerDBs) {
-		t.Fatalf("owner projection files were written to on open (folded again?): %v, was %v", got, ownerDBs)
-	}
-	if got := fileHashes(t, readerDir, fixtureDBFiles(rn)); !reflect.DeepEqual(got, readerDBs) {
-		t.Fatalf("reader projection files were written to on open (folded again?): %v, was %v", got, readerDBs)
-	}
+	// No projection file was folded again or rebuilt; history in 0.1.0's
+	// layout was converted in place.
+	checkFilesKept(t, on.Name, ownerDir, ownerDBs)
+	checkFilesKept(t, rn.Name, readerDir, readerDBs)
 
 	reapplyFixtureResources(t, oc, rc, owner.LeafURL(), on, rn)
 	newHead := continueAfterReopen(t, oc, rc, on, rn)
@@ -548,15 +532,111 @@ func loadFixtureManifest(t testing.TB, src string) fixtureManifest {
 func fixtureDBFiles(fn *fixtureNode) []string {
 	var out []string
 	for _, p := range fn.Projections {
-		if len(p.History) > 0 {
-			// History in 0.1.0's layout (a copy of every version) is
-			// rebuilt once from the log (projection/history.go): the file
-			// changes; its documents and history answers are compared.
-			continue
-		}
 		out = append(out, p.File)
 	}
 	return out
+}
+
+// readFiles returns the content of each of rels under dir.
+func readFiles(t testing.TB, dir string, rels []string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, rel := range rels {
+		b, err := os.ReadFile(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[rel] = b
+	}
+	return out
+}
+
+// checkFilesKept fails t unless each projection file under dir is as it
+// was (before), or held history in 0.1.0's layout (a copy of every
+// version, h:<key>\x00<seq>) and is the same bytes followed by the
+// conversion (projection/history_convert.go): commands that touch only
+// history keys and leave none of the old layout. Documents are
+// deterministic (now() is the event's time), so equal documents alone
+// would not show that nothing was folded again: a fold appends documents
+// (d:) and the checkpoint, a rebuild starts a new file.
+func checkFilesKept(t testing.TB, who, dir string, before map[string][]byte) {
+	t.Helper()
+	for rel, old := range before {
+		got, err := os.ReadFile(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[string]bool{}
+		applyAOF(keys, parseAOF(t, old))
+		oldLayout := slices.ContainsFunc(slices.Collect(maps.Keys(keys)), isOldHistoryKey)
+		if bytes.Equal(got, old) {
+			if oldLayout {
+				t.Fatalf("%s %s: history in the 0.1.0 layout was not converted", who, rel)
+			}
+			continue
+		}
+		if !oldLayout || !bytes.HasPrefix(got, old) {
+			t.Fatalf("%s %s was rewritten on open (rebuilt?): %d bytes, was %d", who, rel, len(got), len(old))
+		}
+		tail := parseAOF(t, got[len(old):])
+		for _, cmd := range tail {
+			if k := cmd[1]; !strings.HasPrefix(k, "h:") && k != "m:history-converting" {
+				t.Fatalf("%s %s: opening it wrote %s %q: folded again?", who, rel, cmd[0], k)
+			}
+		}
+		applyAOF(keys, tail)
+		for k := range keys {
+			if isOldHistoryKey(k) {
+				t.Fatalf("%s %s: %q of the 0.1.0 layout is left after the conversion", who, rel, k)
+			}
+		}
+	}
+}
+
+func isOldHistoryKey(k string) bool { return strings.HasPrefix(k, "h:") && strings.Contains(k, "\x00") }
+
+// parseAOF reads BuntDB's append-only file: RESP arrays of bulk strings,
+// such as set <key> <value> and del <key>.
+func parseAOF(t testing.TB, b []byte) [][]string {
+	t.Helper()
+	var cmds [][]string
+	line := func() string {
+		i := bytes.Index(b, []byte("\r\n"))
+		if i < 0 {
+			t.Fatalf("AOF: no line end in %q", b[:min(len(b), 40)])
+		}
+		l := string(b[:i])
+		b = b[i+2:]
+		return l
+	}
+	for len(b) > 0 {
+		n, err := strconv.Atoi(strings.TrimPrefix(line(), "*"))
+		if err != nil || n < 2 {
+			t.Fatalf("AOF: a command of %d arguments (%v)", n, err)
+		}
+		cmd := make([]string, n)
+		for i := range cmd {
+			l, err := strconv.Atoi(strings.TrimPrefix(line(), "$"))
+			if err != nil || l+2 > len(b) {
+				t.Fatalf("AOF: a bulk string of %d bytes (%v)", l, err)
+			}
+			cmd[i], b = string(b[:l]), b[l+2:]
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds
+}
+
+// applyAOF applies set and del commands to a set of keys.
+func applyAOF(keys map[string]bool, cmds [][]string) {
+	for _, c := range cmds {
+		switch strings.ToLower(c[0]) {
+		case "set":
+			keys[c[1]] = true
+		case "del":
+			delete(keys, c[1])
+		}
+	}
 }
 
 // checkProjectionsResumed checks that each projection version of fn is

@@ -139,12 +139,26 @@ func (w *Worker) markLiveIfCaughtUp(ctx context.Context) {
 	if err != nil || relevant {
 		return
 	}
+	w.settleIfCaughtUp(0)
 	w.mu.Lock()
 	w.recovered()
 	live := w.goLive()
 	w.notify()
 	w.mu.Unlock()
 	w.wentLive(live)
+}
+
+// settleIfCaughtUp lets the store compact its file (compact.go) when a
+// building worker has caught up (pending is 0), before it turns live: a
+// rebuild's file is then the size of what it holds once the version is
+// live. It runs on the worker's goroutine; a failure only costs disk.
+func (w *Worker) settleIfCaughtUp(pending uint64) {
+	if pending != 0 || w.isLive() {
+		return
+	}
+	if err := w.store.settle(); err != nil {
+		w.log.Warn("compact the projection file", "error", err)
+	}
 }
 
 // goLive turns a building worker live; it reports whether it did. w.mu must be held.
@@ -201,6 +215,9 @@ func (w *Worker) applyBatch(batch []jetstream.Msg) error {
 		w.applied.Store(lastSeq)
 	}
 	w.publishChanges(res.Changes)
+	if res.Failure == nil {
+		w.settleIfCaughtUp(pending)
+	}
 	w.recordBatch(pending, len(res.Dead), n, last)
 	if res.Failure != nil {
 		w.fail(res.Failure, nil)
@@ -239,6 +256,7 @@ func (w *Worker) skipBatch(pending, lastSeq uint64) error {
 		}
 		w.applied.Store(lastSeq)
 	}
+	w.settleIfCaughtUp(pending)
 	w.mu.Lock()
 	w.recovered()
 	w.pending = pending

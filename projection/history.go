@@ -155,17 +155,3 @@ func (s *Store) writeHistory(states map[string]*docState, order []string, spec *
 		return nil
 	})
 }
-
-// oldHistory reports whether the file holds history in the layout that
-// stored a copy of every version (h:<key>\x00<seq>): such a file is
-// rebuilt from the log.
-func oldHistory(db *buntdb.DB) bool {
-	old := false
-	_ = db.View(func(tx *buntdb.Tx) error {
-		return tx.AscendGreaterOrEqual("", histPrefix, func(k, _ string) bool {
-			old = strings.HasPrefix(k, histPrefix) && strings.Contains(k, histSep)
-			return false
-		})
-	})
-	return old
-}

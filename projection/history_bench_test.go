@@ -3,6 +3,7 @@ package projection_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -78,9 +79,13 @@ func heap() uint64 {
 
 // BenchmarkHistory folds the orders example (docs orders of events events
 // each) with and without history and reports, per event of the log: the
-// projection file's bytes, the Go heap the open projection holds, the
-// rebuild rate, and the p50 of history and at_seq queries. Each case runs
-// once whatever b.N:
+// projection file's bytes once live (compacted), the Go heap the open
+// projection holds, the rebuild rate (until every event is applied) per
+// second and per CPU second of the process (the log's server included),
+// the time from there to live (the
+// compaction), and the p50 of history and at_seq queries. Each case
+// rebuilds benchRebuilds times whatever b.N, and reports its fastest
+// rebuild:
 //
 //	go test ./projection -run '^$' -bench BenchmarkHistory -benchtime 1x
 func BenchmarkHistory(b *testing.B) {
@@ -93,46 +98,87 @@ func BenchmarkHistory(b *testing.B) {
 	}
 }
 
+// benchRebuilds is how many times each case rebuilds the projection: the
+// fastest rebuild counts, the machine being shared.
+const benchRebuilds = 3
+
+// rebuildRun is one rebuild of the benchmark's projection.
+type rebuildRun struct {
+	m      *projection.Manager
+	w      *projection.Worker
+	dir    string
+	wall   time.Duration // until every event is applied
+	cpu    time.Duration // the process's, over wall
+	settle time.Duration // from there to live
+}
+
 func benchHistory(b *testing.B, docs, events int, history string) {
 	l := startLog(b)
 	appendOrders(b, l, docs, events)
 	total := float64(docs * events)
-	dir := b.TempDir()
-	before := heap()
-	b.ResetTimer()
-	t0 := time.Now()
-	m := startManager(b, l.managerConfig(b, dir, newMemStore()))
 	spec, err := projection.Decode([]byte(benchOrdersSpec + "history: " + history + "\n"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	apply(b, m, spec)
-	w, _, err := m.Worker("orders", 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	checkFor(b, 5*time.Minute, func() error {
-		if got := w.Applied(); got < uint64(docs*events) {
-			return fmt.Errorf("applied %d, want %d", got, docs*events)
+	b.ResetTimer()
+	var run rebuildRun
+	wall, cpu := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+	for i := range benchRebuilds {
+		if i > 0 {
+			run.m.Close()
 		}
-		return nil
-	})
-	rebuild := time.Since(t0)
+		run = rebuild(b, l, spec, uint64(docs*events))
+		wall, cpu = min(wall, run.wall), min(cpu, run.cpu)
+	}
 	b.StopTimer()
-	held := heap() - before
-	fi, err := os.Stat(filepath.Join(dir, "projections", "orders", "v1.db"))
+	fi, err := os.Stat(filepath.Join(run.dir, "projections", "orders", "v1.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(fi.Size())/total, "file_B/event")
-	b.ReportMetric(float64(held)/total, "heap_B/event")
-	b.ReportMetric(total/rebuild.Seconds(), "events/s")
+	b.ReportMetric(total/wall.Seconds(), "events/s")
+	if cpu > 0 {
+		b.ReportMetric(total/cpu.Seconds(), "events/cpu_s")
+	}
+	b.ReportMetric(float64(run.settle.Milliseconds()), "to_live_ms")
 	if history == "true" {
-		h, at := historyLatency(b, w, docs)
+		h, at := historyLatency(b, run.w, docs)
 		b.ReportMetric(float64(h.Microseconds()), "history_p50_µs")
 		b.ReportMetric(float64(at.Microseconds()), "at_seq_p50_µs")
 	}
-	runtime.KeepAlive(m)
+	// The heap the open projection holds: what closing it frees.
+	open := heap()
+	run.m.Close()
+	b.ReportMetric((float64(open)-float64(heap()))/total, "heap_B/event")
+}
+
+// rebuild runs spec in a new manager over l's log of head events, and
+// returns once the version is live. The file is measured then, as a user
+// sees it: the worker compacts it as it catches up, before it turns live.
+func rebuild(b *testing.B, l *testLog, spec *projection.Spec, head uint64) rebuildRun {
+	run := rebuildRun{dir: b.TempDir()}
+	t0, cpu0 := time.Now(), cpuTime()
+	run.m = startManager(b, l.managerConfig(b, run.dir, newMemStore()))
+	apply(b, run.m, spec)
+	w, _, err := run.m.Worker("orders", 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	checkFor(b, 5*time.Minute, func() error {
+		if got := w.Applied(); got < head {
+			return fmt.Errorf("applied %d, want %d", got, head)
+		}
+		return nil
+	})
+	run.w, run.wall, run.cpu = w, time.Since(t0), cpuTime()-cpu0
+	checkFor(b, time.Minute, func() error {
+		if st := w.Status(head); st.State != projection.StateLive {
+			return fmt.Errorf("state %s, want live", st.State)
+		}
+		return nil
+	})
+	run.settle = time.Since(t0) - run.wall
+	return run
 }
 
 // historyLatency times 300 history and 300 at_seq queries of random

@@ -21,7 +21,7 @@ const (
 	histPrefix    = "h:" // h:<key> → the seqs of its versions (history.go)
 	deadPrefix    = "x:" // x:<seq, 20 digits> → DeadLetter
 	keyCheckpoint = "m:checkpoint"
-	histSep       = "\x00" // the old history layout's separator; not allowed in keys
+	histSep       = "\x00" // 0.1.0's history layout's separator; not allowed in keys
 )
 
 // Store is one projection version's BuntDB file.
@@ -32,8 +32,12 @@ type Store struct {
 	history HistorySpec
 	src     historySource // set by useLog
 	// Rebuilt is set when the file had a torn write, or history in the
-	// layout that copied every version, and was started afresh.
+	// 0.1.0 layout that missed versions (history_convert.go), and was
+	// started afresh.
 	Rebuilt bool
+	// compacted is the file's size at open or at the last compaction
+	// (compact.go).
+	compacted int64
 	// docs counts documents: counted at open, kept up to date by Apply. It is
 	// not stored, so a torn write cannot make it drift.
 	docs atomic.Int64
@@ -45,18 +49,29 @@ type Store struct {
 // A file whose last write was torn (BuntDB truncates the partial command
 // when it loads) is deleted and the store starts empty: the worker then
 // rebuilds it from the log, since what the torn batch held is unknown.
+// History in 0.1.0's layout is converted (history_convert.go).
 func OpenStore(path string, spec *Spec) (*Store, error) {
 	db, rebuilt, err := openFile(path)
 	if err != nil {
 		return nil, err
 	}
 	if oldHistory(db) {
-		if db, err = startAfresh(db, path); err != nil {
+		err := convertHistory(db, spec.History.Keep)
+		switch {
+		case errors.Is(err, errOldHistoryLost):
+			if db, err = startAfresh(db, path); err != nil {
+				return nil, err
+			}
+			rebuilt = true
+		case err != nil:
+			db.Close()
 			return nil, err
 		}
-		rebuilt = true
 	}
 	s := &Store{db: db, path: path, indexes: spec.Indexes, history: spec.History, Rebuilt: rebuilt}
+	if fi, err := os.Stat(path); err == nil {
+		s.compacted = fi.Size()
+	}
 	err = db.View(func(tx *buntdb.Tx) error {
 		return tx.AscendGreaterOrEqual("", docPrefix, func(k, _ string) bool {
 			if !strings.HasPrefix(k, docPrefix) {

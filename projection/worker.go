@@ -126,7 +126,7 @@ func NewWorker(cfg Config, logger hclog.Logger) (*Worker, error) {
 	st.useLog(w, folder)
 	w.nc.Store(&logConn{nc: cfg.Conn, js: cfg.JS, own: cfg.OwnConn})
 	if st.Rebuilt {
-		w.log.Warn("projection file had a torn write or history in the old layout; rebuilding it from the log", "path", cfg.Path)
+		w.log.Warn("projection file had a torn write or history in the 0.1.0 layout that misses versions; rebuilding it from the log", "path", cfg.Path)
 	}
 	w.types, w.aggregates = map[string]bool{}, map[string]bool{}
 	for _, t := range cfg.Spec.Source.Types {
