@@ -108,6 +108,7 @@ func (n *Node) projectionConfig() projection.ManagerConfig {
 		Head:    n.events.Head,
 		Store:   n.registry,
 		Natives: n.natives,
+		Follow:  n.cfg.clustered(),
 	}
 }
 

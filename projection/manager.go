@@ -65,6 +65,10 @@ type ManagerConfig struct {
 	Natives []Native
 	// OpTimeout bounds an auto-promote; 0 means DefaultOpTimeout.
 	OpTimeout time.Duration
+	// Follow: the node is one server of a cluster whose other servers
+	// change the store too; Sync follows them, and an active version set
+	// there becomes active here once it is live here (sync.go).
+	Follow bool
 }
 
 // Applied statuses of Check.
@@ -320,9 +324,14 @@ func (m *Manager) newWorker(s *Spec, folder Folder) (*Worker, error) {
 		return nil, fmt.Errorf("projection %s: %w", s.Name, err)
 	}
 	var onLive func()
-	if s.Promote == "auto" {
-		name, version := s.Name, s.Version
+	name, version := s.Name, s.Version
+	switch {
+	case s.Promote == "auto":
 		onLive = func() { m.spawn(func(ctx context.Context) { m.autoPromote(ctx, name, version) }) }
+	case m.cfg.Follow:
+		// An alias set by another server waits for this server's copy
+		// of its version to be live (Sync).
+		onLive = func() { m.spawn(func(ctx context.Context) { m.followAliases(ctx) }) }
 	}
 	nc, err := m.cfg.Connect()
 	if err != nil {

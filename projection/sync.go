@@ -37,9 +37,7 @@ func (m *Manager) Sync(ctx context.Context) error {
 		m.log.Info("projection applied on another server", "name", s.Name, "version", s.Version)
 	}
 	m.stopUnstored(stored)
-	if err := m.loadAliases(ctx, specNames(specs, m.cfg.Natives)); err != nil {
-		errs = append(errs, err)
-	}
+	m.followAliases(ctx)
 	m.mu.Lock()
 	for name, vs := range m.workers {
 		if vs[m.active[name]] == nil && len(vs) > 0 {
@@ -83,4 +81,41 @@ func (m *Manager) stopUnstored(stored map[string]bool) {
 		_ = os.Remove(m.path(g.name, g.version) + ".tmp")
 		m.log.Info("projection version retired on another server", "name", g.name, "version", g.version)
 	}
+}
+
+// followAliases makes each stored active version active here, once this
+// server's copy of it is live: until then queries keep the version they
+// had, so no server answers from a version still rebuilding (the worker's
+// OnLive hook calls it again).
+func (m *Manager) followAliases(ctx context.Context) {
+	head, _ := m.cfg.Head(ctx)
+	for _, name := range m.names() {
+		a, found, err := m.cfg.Store.Alias(ctx, name)
+		if err != nil || !found || a.Active == 0 {
+			continue
+		}
+		m.mu.Lock()
+		w := m.workers[name][a.Active]
+		switch {
+		case m.active[name] == a.Active:
+			m.previous[name], m.rolledBack[name] = a.Previous, a.RolledBack
+		case w == nil || w.Status(head).State != StateLive:
+			m.log.Info("active version set on another server; waiting for it to be live here", "name", name, "version", a.Active)
+		default:
+			m.log.Info("projection version active", "name", name, "version", a.Active, "was", m.active[name])
+			m.active[name], m.previous[name], m.rolledBack[name] = a.Active, a.Previous, a.RolledBack
+		}
+		m.mu.Unlock()
+	}
+}
+
+// names are the projections that have a version here.
+func (m *Manager) names() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.workers))
+	for name := range m.workers {
+		out = append(out, name)
+	}
+	return out
 }
