@@ -253,6 +253,12 @@ func checkProjectionsEqualRebuild(t *testing.T, ps []*nodeProcess, a *acks, last
 		t.Fatalf("apply the rebuild: %v", err)
 	}
 	for _, p := range ps {
+		// The rebuild was applied through any server: the others start it
+		// when their registry watch sees it.
+		waitUntil(t, procDeadline, func() error {
+			_, err := p.c.Query("orders", projection.Query{Version: 9, Count: &projection.Filter{}})
+			return err
+		})
 		for id := range a.seqs {
 			var docs [2]json.RawMessage
 			for i, v := range []int{1, 9} {

@@ -53,10 +53,13 @@ func (l *serverLogger) Warnf(format string, v ...any) {
 
 // Errorf logs an error. A client's permissions violation or failed sign-in
 // is the client's fault, not the node's: a warning, which names the client
-// and the subject (an audit trail of what was denied).
+// and the subject (an audit trail of what was denied). So is a route to a
+// cluster server that is down.
 func (l *serverLogger) Errorf(format string, v ...any) {
 	m := msg(format, v)
-	if strings.Contains(m, " Violation - ") || strings.Contains(m, "Authorization Error") || strings.Contains(m, "authentication error") {
+	if strings.Contains(m, " Violation - ") || strings.Contains(m, "Authorization Error") || strings.Contains(m, "authentication error") ||
+		// A server of the cluster that is down: expected while it is.
+		strings.HasPrefix(m, "Error trying to connect to route") {
 		l.emit(hclog.Warn, m)
 		return
 	}
