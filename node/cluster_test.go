@@ -91,6 +91,17 @@ func TestClusterAppendsAndQueriesOnEveryServer(t *testing.T) {
 			t.Fatalf("server s%d: count %v as of %d, want 30 as of %d", i, res.Count, res.Seq, last)
 		}
 	}
+	// Each server answers for its own projections (datamesh status).
+	r, err := clients[0].Projections()
+	if err != nil || len(r.Servers) != 3 {
+		t.Fatalf("servers: %v %+v", err, r)
+	}
+	for _, name := range r.Servers {
+		sr, err := clients[1].ServerProjections(name)
+		if err != nil || sr.Server != name || len(sr.Projections) != 1 || sr.Projections[0].Applied < last {
+			t.Fatalf("server %s's projections: %v %+v", name, err, sr)
+		}
+	}
 }
 
 // TestClusterFollowsChangesMadeThroughAnyServer applies, promotes and
@@ -166,8 +177,9 @@ func TestClusterLosesOneServerThenTwo(t *testing.T) {
 	// commit it once a quorum is back. The client retries with the same
 	// ce-id, and the event is stored once either way.
 	back := startServers(t, cfgs[1:2])[0]
-	appendRetrying(t, c0, "o-lost")
+	lost := appendRetrying(t, c0, "o-lost")
 	last = appendRetrying(t, c0, "o-10")
+	t.Logf("o-lost at seq %d, o-10 at %d", lost, last)
 	cb := newClient(t, back)
 	if res = queryUntilUpToDate(t, cb, last); *res.Count != 12 {
 		t.Fatalf("query on the server that came back: %s", countOf(res))

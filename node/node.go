@@ -172,13 +172,7 @@ func (n *Node) start(ctx context.Context) error {
 	if n.cfg.clustered() {
 		// Started after the projections: a change stored before is in
 		// what they loaded, one stored after reaches them by the watch.
-		if err := n.run(ctx, "registry-watch", newRegistryWatch(n.registry, n.projections, n.log)); err != nil {
-			return err
-		}
-		if err := n.projections.Sync(ctx); err != nil {
-			return err
-		}
-		if err := n.registry.ReloadContracts(ctx); err != nil {
+		if err := n.run(ctx, "registry-watch", &registryWatch{reg: n.registry, projections: n.projections}); err != nil {
 			return err
 		}
 	}
@@ -193,10 +187,10 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.newMetrics()
 	n.api = api.New(api.Config{Node: n.cfg.Name, MaxBatch: n.cfg.MaxBatch, RequireContracts: n.cfg.RequireContracts,
-		LeafURL: srv.LeafURL(), Middleware: n.middleware},
+		LeafURL: srv.LeafURL(), Middleware: n.middleware, Server: n.cfg.serverName(), Servers: n.servers()},
 		api.Deps{Conn: n.nc, Log: n.events, Appender: n.events, Registry: n.registry,
 			Projections: n.projections, Mesh: n.mesh, Apply: n.apply, Observer: n.apiObserver(),
-			Backup: n.backups, Rejected: n.rejected, Reload: n.ReloadFromSource}, n.log)
+			Backup: n.backups, Rejected: n.rejected, Reload: n.ReloadFromSource, Barrier: n.barrier()}, n.log)
 	if err := n.run(ctx, "api", n.api); err != nil {
 		return err
 	}
@@ -333,6 +327,11 @@ func (n *Node) Apply(ctx context.Context, body []byte, force bool) ([]protocol.A
 }
 
 func (n *Node) apply(ctx context.Context, body []byte, force bool) ([]protocol.ApplyResult, error) {
+	if b := n.barrier(); b != nil {
+		if err := b(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return resource.Apply(ctx, resource.Parts{Contracts: n.registry, Projections: n.projections, Mesh: n.mesh}, body, force)
 }
 

@@ -59,7 +59,7 @@ func (m *Manager) Commit(ctx context.Context, start []*Spec) error {
 }
 
 // running reports whether s runs already with the same definition: a
-// cluster's Sync (the store's watch) may start it first.
+// cluster's store watch (FollowSpec) may start it first.
 func (m *Manager) running(s *Spec) bool {
 	w, _, err := m.Worker(s.Name, s.Version)
 	return err == nil && w.Spec().Equal(s)

@@ -66,8 +66,8 @@ type ManagerConfig struct {
 	// OpTimeout bounds an auto-promote; 0 means DefaultOpTimeout.
 	OpTimeout time.Duration
 	// Follow: the node is one server of a cluster whose other servers
-	// change the store too; Sync follows them, and an active version set
-	// there becomes active here once it is live here (sync.go).
+	// change the store too; it follows them (sync.go), and an active
+	// version set there becomes active here once it is live here.
 	Follow bool
 }
 
@@ -105,13 +105,15 @@ type Manager struct {
 	// previous holds the versions that were active before, latest last, for rollback.
 	previous   map[string][]int
 	rolledBack map[string][]int
+	// pending are active versions set by another server of a cluster,
+	// waiting for this server's copy to be live (sync.go).
+	pending map[string]Alias
 	native     map[string]bool // name/version keys of Go-registered projections
 	started    bool
 	closed     bool
 
-	// syncMu keeps Sync (a cluster's store watch) apart from the changes
-	// this server makes: a version stored and started by Commit must not
-	// be taken for one retired elsewhere.
+	// syncMu keeps following (a cluster's store watch, sync.go) apart
+	// from the changes this server makes.
 	syncMu sync.Mutex
 
 	closeOnce sync.Once
@@ -126,7 +128,7 @@ func NewManager(cfg ManagerConfig, logger hclog.Logger) *Manager {
 	return &Manager{
 		cfg: cfg, log: logger.Named("projections"), wlog: logger,
 		workers: map[string]map[int]*Worker{}, starting: map[string]bool{},
-		active: map[string]int{}, previous: map[string][]int{}, rolledBack: map[string][]int{},
+		active: map[string]int{}, previous: map[string][]int{}, rolledBack: map[string][]int{}, pending: map[string]Alias{},
 		native: map[string]bool{},
 	}
 }

@@ -21,8 +21,8 @@ func (m *Manager) Worker(name string, version int) (*Worker, bool, error) {
 		version = m.active[name]
 		if version == 0 {
 			// No active version yet: a server of a cluster that has just
-			// started the first version applied on another (Sync) answers
-			// from it, as Start makes the lowest version active.
+			// started the first version applied on another (FollowSpec)
+			// answers from it, as Start makes the lowest version active.
 			version = lowest(vs)
 		}
 	}

@@ -253,12 +253,13 @@ func checkProjectionsEqualRebuild(t *testing.T, ps []*nodeProcess, a *acks, last
 		t.Fatalf("apply the rebuild: %v", err)
 	}
 	for _, p := range ps {
-		// The rebuild was applied through any server: the others start it
-		// when their registry watch sees it.
-		waitUntil(t, procDeadline, func() error {
-			_, err := p.c.Query("orders", projection.Query{Version: 9, Count: &projection.Filter{}})
-			return err
-		})
+		// The rebuild was applied through any server: each server starts it
+		// when its registry watch sees it, and both versions reach last.
+		waitUntil(t, procDeadline, func() error { return serverHas(p, last) })
+	}
+	// A query is answered by any server of the API's queue group: each
+	// waits until its own projection has last (min_seq).
+	for _, p := range ps {
 		for id := range a.seqs {
 			var docs [2]json.RawMessage
 			for i, v := range []int{1, 9} {
@@ -273,4 +274,23 @@ func checkProjectionsEqualRebuild(t *testing.T, ps []*nodeProcess, a *acks, last
 			}
 		}
 	}
+}
+
+// serverHas checks, through the server's own endpoint, that both versions
+// of the orders projection have applied last on it.
+func serverHas(p *nodeProcess, last uint64) error {
+	r, err := p.c.ServerProjections(p.name)
+	if err != nil {
+		return err
+	}
+	got := map[int]bool{}
+	for _, st := range r.Projections {
+		if st.Name == "orders" && st.Applied >= last {
+			got[st.Version] = true
+		}
+	}
+	if !got[1] || !got[9] {
+		return fmt.Errorf("server %s: %+v", p.name, r.Projections)
+	}
+	return nil
 }

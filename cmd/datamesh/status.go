@@ -9,6 +9,7 @@ import (
 
 	"github.com/datamesh/datamesh/node/client"
 	"github.com/datamesh/datamesh/node/protocol"
+	"github.com/datamesh/datamesh/projection"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -70,20 +71,27 @@ func runStatus(cmd *cobra.Command, c *client.Client, asJSON bool, watch time.Dur
 		if err != nil {
 			return err
 		}
+		byServer := serverStatuses(c, r)
 		switch {
 		case asJSON:
 			err = printJSON(w, struct {
 				*protocol.ProjectionsReply
 				*protocol.MeshStatus
-				Rejected *protocol.RejectedStatus `json:"rejected"`
-			}{r, m, rj})
+				Rejected *protocol.RejectedStatus      `json:"rejected"`
+				ByServer map[string]*serverProjections `json:"by_server,omitempty"`
+			}{r, m, rj, byServer})
 		case clearScreen:
 			fmt.Fprint(w, "\033[H\033[2J")
 		case frame > 0:
 			fmt.Fprintln(w)
 		}
 		if err == nil && !asJSON {
-			if err = printStatus(w, r); err == nil {
+			if byServer != nil {
+				err = printServers(w, r.Servers, byServer)
+			} else {
+				err = printStatus(w, r)
+			}
+			if err == nil {
 				err = printMesh(w, m)
 			}
 			if err == nil && (rj.Count > 0 || rj.LostSinceStart > 0) {
@@ -166,4 +174,51 @@ func bytesText(n int64) string {
 		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%dB", n)
+}
+
+// serverProjections is one server's projections, or why it did not answer.
+type serverProjections struct {
+	Projections []projection.Status `json:"projections,omitempty"`
+	Error       string              `json:"error,omitempty"`
+}
+
+// serverStatuses asks each server of a clustered node for its own
+// projections; nil for a standalone node.
+func serverStatuses(c *client.Client, r *protocol.ProjectionsReply) map[string]*serverProjections {
+	if len(r.Servers) < 2 {
+		return nil
+	}
+	out := make(map[string]*serverProjections, len(r.Servers))
+	for _, name := range r.Servers {
+		sr, err := c.ServerProjections(name)
+		if err != nil {
+			out[name] = &serverProjections{Error: err.Error()}
+			continue
+		}
+		out[name] = &serverProjections{Projections: sr.Projections}
+	}
+	return out
+}
+
+// printServers prints the projections table of a cluster: one row per
+// server and version.
+func printServers(w io.Writer, servers []string, by map[string]*serverProjections) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "SERVER\tPROJECTION\tVERSION\tACTIVE\tSTATE\tAPPLIED\tHEAD\tPROGRESS\tLAG\tDOCS\tERROR")
+	for _, name := range servers {
+		sp := by[name]
+		if sp.Error != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tunreachable\t-\t-\t-\t-\t-\t%s\n", name, sp.Error)
+			continue
+		}
+		for _, s := range sp.Projections {
+			active := ""
+			if s.Active {
+				active = "*"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%.0f%%\t%d\t%d\t%s\n", name, s.Name, s.Version, active, s.State,
+				s.Applied, s.Head, 100*s.Progress, s.LagEvents, s.Documents, s.LastError)
+		}
+	}
+	return tw.Flush()
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/nats-io/nats.go/micro"
@@ -16,7 +17,11 @@ func (a *API) handleProjections(req micro.Request) {
 	if st == nil {
 		st = []projection.Status{}
 	}
-	respondJSON(req, protocol.ProjectionsReply{Projections: st})
+	r := protocol.ProjectionsReply{Projections: st, Server: a.cfg.Server}
+	if a.cfg.Servers != nil {
+		r.Servers = a.cfg.Servers()
+	}
+	respondJSON(req, r)
 }
 
 func decodeVersionRequest(req micro.Request, needVersion bool) (protocol.VersionRequest, *protocol.Error) {
@@ -59,6 +64,10 @@ func (a *API) handlePromote(req micro.Request) {
 	}
 	ctx, cancel := opContext()
 	defer cancel()
+	if err := a.barrier(ctx); err != nil {
+		fail(req, err)
+		return
+	}
 	prev, err := a.deps.Projections.Promote(ctx, r.Name, r.Version)
 	if err != nil {
 		fail(req, err)
@@ -75,6 +84,10 @@ func (a *API) handleRollback(req micro.Request) {
 	}
 	ctx, cancel := opContext()
 	defer cancel()
+	if err := a.barrier(ctx); err != nil {
+		fail(req, err)
+		return
+	}
 	from, to, err := a.deps.Projections.Rollback(ctx, r.Name)
 	if err != nil {
 		fail(req, err)
@@ -91,9 +104,22 @@ func (a *API) handleRetire(req micro.Request) {
 	}
 	ctx, cancel := opContext()
 	defer cancel()
+	if err := a.barrier(ctx); err != nil {
+		fail(req, err)
+		return
+	}
 	if err := a.deps.Projections.Retire(ctx, r.Name, r.Version); err != nil {
 		fail(req, err)
 		return
 	}
 	respondJSON(req, protocol.RetireReply{Name: r.Name, Version: r.Version, Retired: true})
+}
+
+// barrier waits, on a clustered node, until this server knows every
+// resource change stored through any server (Deps.Barrier).
+func (a *API) barrier(ctx context.Context) error {
+	if a.deps.Barrier == nil {
+		return nil
+	}
+	return a.deps.Barrier(ctx)
 }

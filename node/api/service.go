@@ -33,6 +33,10 @@ type Config struct {
 	LeafURL string
 	// Middleware wraps every endpoint's handler, the first outermost.
 	Middleware []Middleware
+	// Server is this server's name; Servers, on a cluster, lists every
+	// server of the node (nil standalone).
+	Server  string
+	Servers func() []string
 }
 
 // Middleware wraps the handler of one endpoint (by its name in the micro
@@ -63,6 +67,10 @@ type Deps struct {
 	Rejected *rejected.Record
 	// Reload re-reads the node's config and applies it (dm.admin.reload).
 	Reload func() error
+	// Barrier, on a clustered node, waits until this server knows every
+	// resource change stored through any server; promote, rollback and
+	// retire start with it (apply does, in the node). Nil standalone.
+	Barrier func(ctx context.Context) error
 }
 
 // API is the node's micro service.
@@ -153,6 +161,8 @@ func (a *API) endpoints() []endpoint {
 		{"delete", protocol.SubjectDelete, a.handleDelete},
 		{"backup", protocol.SubjectBackup, a.handleBackup},
 		{"reload", protocol.SubjectReload, a.handleReload},
+		// On a cluster each server also answers for its own projections.
+		{"server-projections", protocol.SubjectServer + "." + a.cfg.Server + ".projections", a.handleProjections},
 		{"rejected-list", protocol.SubjectRejectedList, a.withRejected(a.handleRejectedList)},
 		{"rejected-replay", protocol.SubjectRejectedReplay, a.withRejected(a.handleRejectedReplay)},
 		{"rejected-status", protocol.SubjectRejectedStatus, a.withRejected(a.handleRejectedStatus)},

@@ -282,3 +282,13 @@ func (c *Client) Reload() error {
 	}
 	return c.call(protocol.SubjectReload, nil, []byte("{}"), &r)
 }
+
+// ServerProjections lists the projection versions of one server of a
+// clustered node (the servers are in Projections' reply).
+func (c *Client) ServerProjections(server string) (*protocol.ProjectionsReply, error) {
+	var r protocol.ProjectionsReply
+	if err := c.call(protocol.SubjectServer+"."+server+".projections", nil, []byte("{}"), &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

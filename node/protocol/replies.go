@@ -63,6 +63,11 @@ type ApplyReply struct {
 // ProjectionsReply answers dm.admin.projections.
 type ProjectionsReply struct {
 	Projections []projection.Status `json:"projections"`
+	// Server is the server that answered; Servers, on a cluster, every
+	// server of the node: each answers for its own projections on
+	// SubjectServer.<server>.projections.
+	Server  string   `json:"server,omitempty"`
+	Servers []string `json:"servers,omitempty"`
 }
 
 // VersionRequest names a projection version: the body of promote, rollback

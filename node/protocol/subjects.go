@@ -32,6 +32,9 @@ const (
 	// SubjectReload re-reads the node's config and applies its services,
 	// peers and certificates (what SIGHUP does).
 	SubjectReload = "dm.admin.reload"
+	// SubjectServer is where one server of a cluster answers for itself:
+	// dm.admin.server.<server>.projections (its projection versions).
+	SubjectServer = "dm.admin.server"
 	// SubjectAdmin covers every admin subject.
 	SubjectAdmin = "dm.admin"
 )

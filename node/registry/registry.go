@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/kind"
@@ -52,6 +53,10 @@ type Registry struct {
 
 	mu        sync.RWMutex
 	contracts map[string][]*schemas.Validator // Contract.Key() → versions, ascending
+
+	// followed is the last revision of the bucket the watch applied (a
+	// cluster; see Watch and Barrier).
+	followed atomic.Uint64
 }
 
 // New returns a registry on js; subjectPrefix is the log's, for catalog
