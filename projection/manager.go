@@ -108,9 +108,9 @@ type Manager struct {
 	// pending are active versions set by another server of a cluster,
 	// waiting for this server's copy to be live (sync.go).
 	pending map[string]Alias
-	native     map[string]bool // name/version keys of Go-registered projections
-	started    bool
-	closed     bool
+	native  map[string]bool // name/version keys of Go-registered projections
+	started bool
+	closed  bool
 
 	// syncMu keeps following (a cluster's store watch, sync.go) apart
 	// from the changes this server makes.
