@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
 	"github.com/datamesh/datamesh/projection"
@@ -271,4 +273,33 @@ func queryUntilUpToDate(t testing.TB, c *client.Client, minSeq uint64) *projecti
 		return err
 	})
 	return res
+}
+
+// TestClusterServicesSignInOnEveryServer: identities and grants are the
+// same on every server of a cluster.
+func TestClusterServicesSignInOnEveryServer(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].Services = []node.Service{
+			{Name: "admin", Password: "admin-secret", Admin: true},
+			{Name: "reader", Password: "reader-secret", Read: []string{"order"}},
+		}
+	}
+	servers := startServers(t, cfgs)
+	admin := client.New(serviceConn(t, servers[0], "admin", nil))
+	applyOrderContracts(t, admin)
+	placeOrder(t, admin, "o-1", "ada", 1)
+	for i, s := range servers {
+		if _, err := nats.Connect(s.ClientURL()); !errors.Is(err, nats.ErrAuthorization) {
+			t.Fatalf("server s%d: anonymous: %v", i, err)
+		}
+		errs := make(chan error, 8)
+		p := &probe{t: t, nc: serviceConn(t, s, "reader", errs), errs: errs}
+		if got := p.request("dm.read.order.o-1", nil, ""); got != ok {
+			t.Fatalf("server s%d: read as reader: %s", i, got)
+		}
+		if got := p.request("dm.append.order.o-2", appendHeaders(), orderData); got != denied {
+			t.Fatalf("server s%d: append as reader: %s", i, got)
+		}
+	}
 }
