@@ -116,27 +116,34 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) start(ctx context.Context) error {
+// startServer checks what would refuse the start, then starts the
+// embedded server.
+func (n *Node) startServer(ctx context.Context) (*embed.Server, error) {
 	if err := n.cfg.secureCheck(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := n.cfg.checkNotStandalone(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := embed.CheckListen(n.cfg.listeners()...); err != nil {
-		return err
+		return nil, err
 	}
 	sc, err := n.cfg.serverConfigWithSeed()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv, err := embed.New(sc, n.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n.logSecurity()
 	n.srv = srv
-	if err := n.run(ctx, "server", srv); err != nil {
+	return srv, n.run(ctx, "server", srv)
+}
+
+func (n *Node) start(ctx context.Context) error {
+	srv, err := n.startServer(ctx)
+	if err != nil {
 		return err
 	}
 	if n.nc, err = srv.Connect(nats.Name("datamesh-node")); err != nil {
@@ -194,6 +201,12 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.run(ctx, "api", n.api); err != nil {
 		return err
 	}
+	return n.startHTTP(ctx)
+}
+
+// startHTTP starts the console and the HTTP port that serves it, unless
+// the port is off.
+func (n *Node) startHTTP(ctx context.Context) error {
 	if n.cfg.HTTP == "" {
 		return nil
 	}
@@ -204,7 +217,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.run(ctx, "console", n.console); err != nil {
 		return err
 	}
-	mc := monitor.Config{Addr: n.cfg.HTTP, NATS: srv.NATS(), Ready: n.readiness, Metrics: n.metricsHandler(),
+	mc := monitor.Config{Addr: n.cfg.HTTP, NATS: n.srv.NATS(), Ready: n.readiness, Metrics: n.metricsHandler(),
 		Console: n.console.Handler()}
 	if n.cfg.HTTPTLS.Enabled() {
 		mc.CertFile, mc.KeyFile = n.cfg.HTTPTLS.Cert, n.cfg.HTTPTLS.Key
