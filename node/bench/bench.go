@@ -28,14 +28,21 @@ type Sizes struct {
 	BatchSize int
 	// LadderSecs is how long each step of append-concurrency runs.
 	LadderSecs float64
+	// Cluster is the events of each cluster append figure (and its raw).
+	Cluster int
+	// FailoverClients append while the failover scenario cuts a server off.
+	FailoverClients int
 }
 
 // Reference is the default size; Quick finishes in well under a minute on
 // two cores; Tiny is for the harness's own test.
 var (
-	Reference = Sizes{Single: 5000, Pipelined: 200_000, Rebuild: 1_000_000, LiveSecs: 5, Documents: 1_000_000, ListPages: 1000, InFlight: 256, LiveRate: 5000, BatchSize: 100, LadderSecs: 1.5}
-	Quick     = Sizes{Single: 1000, Pipelined: 30_000, Rebuild: 100_000, LiveSecs: 2, Documents: 100_000, ListPages: 300, InFlight: 256, LiveRate: 5000, BatchSize: 100, LadderSecs: 1}
-	Tiny      = Sizes{Single: 200, Pipelined: 2000, Rebuild: 5000, LiveSecs: 0.5, Documents: 2000, ListPages: 50, InFlight: 64, LiveRate: 1000, BatchSize: 100, LadderSecs: 0.2}
+	Reference = Sizes{Single: 5000, Pipelined: 200_000, Rebuild: 1_000_000, LiveSecs: 5, Documents: 1_000_000, ListPages: 1000, InFlight: 256, LiveRate: 5000, BatchSize: 100, LadderSecs: 1.5,
+		Cluster: 50_000, FailoverClients: 16}
+	Quick = Sizes{Single: 1000, Pipelined: 30_000, Rebuild: 100_000, LiveSecs: 2, Documents: 100_000, ListPages: 300, InFlight: 256, LiveRate: 5000, BatchSize: 100, LadderSecs: 1,
+		Cluster: 10_000, FailoverClients: 16}
+	Tiny = Sizes{Single: 200, Pipelined: 2000, Rebuild: 5000, LiveSecs: 0.5, Documents: 2000, ListPages: 50, InFlight: 64, LiveRate: 1000, BatchSize: 100, LadderSecs: 0.2,
+		Cluster: 300, FailoverClients: 4}
 )
 
 // Options configure a run.
@@ -150,6 +157,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	o.Only = expandGroups(o.Only)
 	if len(o.Durabilities) == 0 {
 		o.Durabilities = []string{node.DurabilityOS, node.DurabilityFsync}
 	}
@@ -203,6 +211,11 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 			return results, fmt.Errorf("link scenario: %w", err)
 		}
 		results = append(results, r)
+	}
+	rs, err := runCluster(ctx, o, want)
+	results = append(results, rs...)
+	if err != nil {
+		return results, fmt.Errorf("cluster scenarios: %w", err)
 	}
 	// Last: its two nodes and 64 connections leave memory behind that the
 	// memory scenario would see go back to the OS.

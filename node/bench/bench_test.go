@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ func TestEveryScenarioProducesAFigure(t *testing.T) {
 		"append-single-os", "append-pipelined-os", "append-batch100-os",
 		"append-single-fsync", "append-pipelined-fsync", "append-batch100-fsync", "fsync-vs-os-pipelined",
 		"rebuild", "live-projection", "query-get", "query-list", "memory", "start-up", "append-pipelined-auth", "link",
+		"cluster-append-pipelined-fsync", "cluster-append-pipelined-os", "cluster-memory", "cluster-query-get", "failover",
 	}
 	for _, n := range ladderClients {
 		want = append(want, ladderName(node.DurabilityOS, n), ladderName(node.DurabilityFsync, n))
@@ -57,6 +59,17 @@ func TestEveryScenarioProducesAFigure(t *testing.T) {
 	var back []Result
 	if err := json.Unmarshal(b, &back); err != nil || len(back) != len(results) {
 		t.Fatalf("JSON round trip: %v", err)
+	}
+}
+
+func TestClusterGroupSelectsEveryClusterScenario(t *testing.T) {
+	got := expandGroups([]string{"link", ClusterGroup})
+	want := append([]string{"link"}, ClusterScenarios...)
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got := expandGroups([]string{"failover"}); !slices.Equal(got, []string{"failover"}) {
+		t.Fatalf("got %v, want [failover]", got)
 	}
 }
 

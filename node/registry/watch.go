@@ -38,7 +38,11 @@ func (r *Registry) Watch(ctx context.Context, f Follower, ready chan<- struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		defer w.Stop()
+		// Stop deletes the watch's consumer through the JetStream API, and
+		// with no quorum left (the last server of a cluster closing) that
+		// request waits nats.go's 5 s timeout: Close must not. It ends at
+		// that timeout at the latest, or when the node's connection closes.
+		defer func() { go func() { _ = w.Stop() }() }()
 		for {
 			select {
 			case <-ctx.Done():
