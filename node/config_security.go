@@ -43,8 +43,6 @@ func (c Config) secureCheck() error {
 	return nil
 }
 
-var grantPattern = validName
-
 // validateServices checks the services' identities and grants.
 func (c Config) validateServices() []error {
 	var errs []error
@@ -101,7 +99,7 @@ func checkGrant(key, v string) error {
 	if strings.Contains(v, "*") {
 		return fmt.Errorf("%s: %q: a grant is a name or \"*\" (all); NATS permissions match whole subject tokens, so a prefix pattern cannot be enforced: list the names", key, v)
 	}
-	if !grantPattern.MatchString(v) {
+	if !validName.MatchString(v) {
 		return fmt.Errorf("%s: %q: use letters, digits, '-' and '_' only", key, v)
 	}
 	return nil

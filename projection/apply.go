@@ -39,6 +39,8 @@ func (m *Manager) Check(specs []*Spec) ([]Applied, []*Spec, error) {
 // Commit stores and starts the versions Check chose. The first version of
 // a name becomes active.
 func (m *Manager) Commit(ctx context.Context, start []*Spec) error {
+	// Held while storing and starting: the store watch's FollowSpec for
+	// these versions waits, then finds them running.
 	m.syncMu.Lock()
 	defer m.syncMu.Unlock()
 	for _, s := range start {
@@ -47,7 +49,7 @@ func (m *Manager) Commit(ctx context.Context, start []*Spec) error {
 		}
 	}
 	for _, s := range start {
-		if err := m.startWorker(s, nil); err != nil && !m.running(s) {
+		if err := m.startWorker(s, nil); err != nil {
 			return fmt.Errorf("start projection %s v%d: %w", s.Name, s.Version, err)
 		}
 		if err := m.activateFirst(ctx, s); err != nil {
@@ -56,13 +58,6 @@ func (m *Manager) Commit(ctx context.Context, start []*Spec) error {
 		m.log.Info("projection applied", "name", s.Name, "version", s.Version)
 	}
 	return nil
-}
-
-// running reports whether s runs already with the same definition: a
-// cluster's store watch (FollowSpec) may start it first.
-func (m *Manager) running(s *Spec) bool {
-	w, _, err := m.Worker(s.Name, s.Version)
-	return err == nil && w.Spec().Equal(s)
 }
 
 // activateFirst makes s active if its name has no active version.

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,11 +205,7 @@ func (s *Server) connectAccount(account string, opts []nats.Option) (*nats.Conn,
 }
 
 func (s *Server) connect(k *keys, opts []nats.Option) (*nats.Conn, error) {
-	if s.srv == nil {
-		return nil, errors.New("the node is not started")
-	}
-	opts = append([]nats.Option{nats.InProcessServer(s.srv), nats.Nkey(k.pub, k.kp.Sign)}, opts...)
-	return nats.Connect("", opts...)
+	return s.ConnectAs(append([]nats.Option{nats.Nkey(k.pub, k.kp.Sign)}, opts...)...)
 }
 
 // SetRemotes makes the server solicit one leafnode per peer at its URL,
@@ -227,13 +224,13 @@ func (s *Server) SetRemotes(remotes map[string]string) error {
 		return err
 	}
 	s.opts, s.remotes = opts, remotes
-	s.log.Info("leafnode remotes", "peers", strings.Join(sortedKeys(remotes), ","))
+	s.log.Info("leafnode remotes", "peers", strings.Join(slices.Sorted(maps.Keys(remotes)), ","))
 	return nil
 }
 
 func (s *Server) remoteList(cfg Config, remotes map[string]string) ([]*server.RemoteLeafOpts, error) {
 	var list []*server.RemoteLeafOpts
-	for _, p := range sortedKeys(remotes) {
+	for _, p := range slices.Sorted(maps.Keys(remotes)) {
 		u, err := url.Parse(remotes[p])
 		if err != nil {
 			return nil, fmt.Errorf("peer %s: %w", p, err)
@@ -245,15 +242,6 @@ func (s *Server) remoteList(cfg Config, remotes map[string]string) ([]*server.Re
 		list = append(list, remote)
 	}
 	return list, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Reload applies cfg's services, grants, peers and TLS certificates to the
