@@ -84,6 +84,7 @@ func (a *API) sendBackup(job *backup.Job, reply string, body protocol.BackupRequ
 	if err := w.finish(); err != nil {
 		return err
 	}
+	job.EndTurn() // the client may ask for the next one as soon as it hears the end
 	return publishBackup(nc, reply, protocol.BackupMsgEnd, protocol.BackupEnd{
 		Size: w.size, SHA256: hex.EncodeToString(w.hash.Sum(nil)), Chunks: w.seq, Streams: backupStreams(taken)})
 }

@@ -141,7 +141,8 @@ type Job struct {
 	nc       *nats.Conn
 	exports  map[string]*nats.Conn // by account
 	manifest Manifest
-	release  sync.Once
+	turn     sync.Once // ends the backup's turn
+	release  sync.Once // closes the job
 }
 
 // Prepare starts a backup: it opens the connections it reads with and
@@ -221,6 +222,18 @@ func (j *Job) Manifest() Manifest { return j.manifest }
 // the API's replies on the node's connection.
 func (j *Job) Conn() *nats.Conn { return j.nc }
 
+// EndTurn lets the next backup start while this job still holds its
+// connections: the API calls it once the backup is written and before it
+// tells its client so, so that a client that asks again at once is not
+// refused. Close calls it too. Safe to call twice.
+func (j *Job) EndTurn() {
+	j.turn.Do(func() {
+		j.r.mu.Lock()
+		j.r.busy = false
+		j.r.mu.Unlock()
+	})
+}
+
 // Close closes the job's connections and ends the backup's turn. Safe to
 // call twice.
 func (j *Job) Close() error {
@@ -232,9 +245,7 @@ func (j *Job) Close() error {
 		if j.nc != nil {
 			j.nc.Close()
 		}
-		j.r.mu.Lock()
-		j.r.busy = false
-		j.r.mu.Unlock()
+		j.EndTurn()
 		j.r.wg.Done()
 	})
 	return nil
