@@ -22,18 +22,24 @@ type exportRunner struct {
 	workers []*exportWorker
 }
 
-// startExport starts a worker per peer of e. m.mu must be held.
-func (m *Mesh) startExport(e *Export) *exportRunner {
+// newExport returns the runner of e, a worker per peer, not running yet.
+func (m *Mesh) newExport(e *Export) *exportRunner {
 	r := &exportRunner{spec: e}
-	runs := make([]func(context.Context), 0, len(e.To))
 	for _, peer := range e.To {
-		w := &exportWorker{m: m, spec: e, peer: peer, log: m.log.Named("export").With("export", e.Name, "peer", peer)}
-		r.workers = append(r.workers, w)
+		r.workers = append(r.workers, &exportWorker{m: m, spec: e, peer: peer, state: "standby",
+			log: m.log.Named("export").With("export", e.Name, "peer", peer)})
+	}
+	return r
+}
+
+// runExport starts r's workers. m.mu must be held.
+func (m *Mesh) runExport(r *exportRunner) {
+	runs := make([]func(context.Context), 0, len(r.workers))
+	for _, w := range r.workers {
 		runs = append(runs, w.run)
 	}
 	r.task.start(m.ctx, runs...)
-	m.log.Info("export started", "export", e.Name, "to", strings.Join(e.To, ","))
-	return r
+	m.log.Info("export started", "export", r.spec.Name, "to", strings.Join(r.spec.To, ","))
 }
 
 // exportWorker copies the events an export selects, redacted, from the

@@ -69,9 +69,14 @@ func (m *Mesh) newLinkWorker(l *Link) (*linkWorker, error) {
 		log: m.log.Named("link").With("link", l.Name, "peer", l.Peer)}, nil
 }
 
-// runLink starts w in place of any link of its name. m.mu must be held.
+// runLink starts w in place of any link of its name (on a clustered node
+// that does not run the mesh, it only records w). m.mu must be held.
 func (m *Mesh) runLink(w *linkWorker) {
 	m.links[w.spec.Name] = w
+	if !m.active {
+		w.state = LinkStandby
+		return
+	}
 	w.task.start(m.ctx, w.run)
 	m.log.Info("link started", "link", w.spec.Name, "peer", w.spec.Peer, "export", w.spec.Export)
 }

@@ -46,10 +46,12 @@ type Config struct {
 	Fsync bool
 	// Replicas of the export streams (0: 1).
 	Replicas int
-	// Clustered: the node is a cluster of servers, each running a Mesh.
-	// Exports and links are refused there until one server can run each
-	// (docs/cluster.md).
+	// Clustered: the node is a cluster of servers, each with a Mesh that
+	// follows every export and link (Follow, Forget) and runs them only
+	// while Activate says this server is the one (docs/cluster.md).
 	Clustered bool
+	// Server is this server's name, reported in Status on a cluster.
+	Server string
 }
 
 // Mesh runs the node's exports and links. Its workers live from Start
@@ -64,8 +66,11 @@ type Mesh struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex // also serializes SetRemotes (see reload)
-	closed  bool
+	mu     sync.Mutex // also serializes SetRemotes (see reload)
+	closed bool
+	// active: this server runs the workers and solicits the leafnodes.
+	// Always on standalone; on a cluster, between Activate and Deactivate.
+	active  bool
 	exports map[string]*exportRunner
 	links   map[string]*linkWorker
 	// remotes is the leafnode URL of each peer the links use.
@@ -90,16 +95,21 @@ func New(cfg Config, deps Deps, logger hclog.Logger) *Mesh {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Mesh{cfg: cfg, deps: deps, log: logger.Named("mesh"), peers: peers, ctx: ctx, cancel: cancel,
-		exports: map[string]*exportRunner{}, links: map[string]*linkWorker{}, remotes: map[string]string{}}
+		active: !cfg.Clustered, exports: map[string]*exportRunner{}, links: map[string]*linkWorker{}, remotes: map[string]string{}}
 }
 
 // Start serves each peer its catalog, loads the stored exports and links
-// and starts them. The workers live until Close, not until ctx ends.
+// and starts them. The workers live until Close, not until ctx ends. On a
+// cluster the registry's watch brings the exports and links (Follow), and
+// the server that runs them loads nothing else.
 func (m *Mesh) Start(ctx context.Context) error {
 	for _, peer := range m.cfg.Peers {
 		if err := m.serveCatalog(peer); err != nil {
 			return err
 		}
+	}
+	if m.cfg.Clustered {
+		return nil
 	}
 	exports, err := m.deps.Store.Exports(ctx)
 	if err != nil {
@@ -187,9 +197,6 @@ type Applied struct {
 // links already running; it reports what Commit would do to each. Its
 // errors are ErrInvalid.
 func (m *Mesh) Check(exports []*Export, links []*Link) ([]Applied, error) {
-	if m.cfg.Clustered && len(exports)+len(links) > 0 {
-		return nil, invalid("exports and links are not supported on a clustered node yet: each would run on every server (docs/cluster.md)")
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var results []Applied
@@ -213,7 +220,7 @@ func (m *Mesh) Check(exports []*Export, links []*Link) ([]Applied, error) {
 		}
 		results = append(results, Applied{Kind: KindExport, Name: e.Name, Status: status})
 	}
-	urls := maps.Clone(m.remotes)
+	urls := m.wantRemotes(nil)
 	for _, l := range links {
 		if seen["l/"+l.Name] {
 			return nil, invalid("link %s appears twice", l.Name)
@@ -292,7 +299,11 @@ func (m *Mesh) start(exports []*Export, links []*Link) error {
 			}
 			old.stop()
 		}
-		m.exports[e.Name] = m.startExport(e)
+		r := m.newExport(e)
+		m.exports[e.Name] = r
+		if m.active {
+			m.runExport(r)
+		}
 	}
 
 	changed := map[string]*linkWorker{}
@@ -309,16 +320,7 @@ func (m *Mesh) start(exports []*Export, links []*Link) error {
 	if len(changed) == 0 {
 		return nil
 	}
-	remotes := map[string]string{}
-	for name, w := range m.links {
-		if changed[name] == nil {
-			remotes[w.spec.Peer] = w.spec.URL
-		}
-	}
-	for _, w := range changed {
-		remotes[w.spec.Peer] = w.spec.URL
-	}
-	if err := m.reload(remotes); err != nil {
+	if err := m.reload(m.wantRemotes(changed)); err != nil {
 		return unavailable("connect to peers: %v", err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(changed)) {
@@ -330,9 +332,29 @@ func (m *Mesh) start(exports []*Export, links []*Link) error {
 	return nil
 }
 
-// reload makes the node solicit one leafnode per linked peer. m.mu must be
-// held: it serializes the server reloads.
+// wantRemotes is the leafnode URL of each linked peer: the running links'
+// and, in place of those of their names, the changed ones. m.mu must be
+// held.
+func (m *Mesh) wantRemotes(changed map[string]*linkWorker) map[string]string {
+	remotes := map[string]string{}
+	for name, w := range m.links {
+		if changed[name] == nil {
+			remotes[w.spec.Peer] = w.spec.URL
+		}
+	}
+	for _, w := range changed {
+		remotes[w.spec.Peer] = w.spec.URL
+	}
+	return remotes
+}
+
+// reload makes the node solicit one leafnode per linked peer; a server
+// that does not run the mesh solicits none. m.mu must be held: it
+// serializes the server reloads.
 func (m *Mesh) reload(remotes map[string]string) error {
+	if !m.active {
+		remotes = map[string]string{}
+	}
 	if maps.Equal(remotes, m.remotes) {
 		return nil
 	}
@@ -354,6 +376,9 @@ func (m *Mesh) Retry(name string) error {
 	}
 	if m.closed {
 		return unavailable("the node is shutting down")
+	}
+	if !m.active {
+		return unavailable("server %s does not run the mesh: another server of the cluster does", m.cfg.Server)
 	}
 	w, err := m.newLinkWorker(old.spec)
 	if err != nil {

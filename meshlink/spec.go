@@ -259,11 +259,7 @@ func (l *Link) validate(root *yaml.Node) error {
 	if !validName.MatchString(l.Export) {
 		f.add("export", "%q: the name of an export of the peer", l.Export)
 	}
-	if u, err := url.Parse(l.URL); err != nil || u.Host == "" || (u.Scheme != "nats-leaf" && u.Scheme != "nats" && u.Scheme != "tls") {
-		f.add("url", "%q: want the peer's leafnode address, such as nats-leaf://127.0.0.1:7422", l.URL)
-	} else if u.User != nil {
-		f.add("url", "credentials do not belong in a resource: put the peer's secret under peers in the node config")
-	}
+	checkLinkURL(&f, l.URL)
 	switch l.OnError {
 	case "", OnErrorSkip, OnErrorStop:
 	default:
@@ -293,4 +289,27 @@ func sameJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
+}
+
+// checkLinkURL checks a link's url: the peer's leafnode address, or, for a
+// peer that is a cluster, each server's, separated by commas (the link
+// fails over between them), all with one scheme.
+func checkLinkURL(f *fieldErrors, list string) {
+	scheme := ""
+	for _, s := range strings.Split(list, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil || u.Host == "" || (u.Scheme != "nats-leaf" && u.Scheme != "nats" && u.Scheme != "tls") {
+			f.add("url", "%q: want the peer's leafnode address, such as nats-leaf://127.0.0.1:7422 (a cluster's: each server's, separated by commas)", s)
+			return
+		}
+		if u.User != nil {
+			f.add("url", "credentials do not belong in a resource: put the peer's secret under peers in the node config")
+			return
+		}
+		if scheme != "" && (u.Scheme == "tls") != (scheme == "tls") {
+			f.add("url", "%q: every address of one peer uses TLS (tls://) or none does", list)
+			return
+		}
+		scheme = u.Scheme
+	}
 }

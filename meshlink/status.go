@@ -12,6 +12,8 @@ const (
 	LinkConnecting = "connecting" // waiting for the peer or its export
 	LinkImporting  = "importing"  // reading the export
 	LinkFailed     = "failed"     // stopped by a transform error (on_error: stop)
+	// LinkStandby: on a clustered node, another server runs the link.
+	LinkStandby = "standby"
 )
 
 // statusTimeout bounds what one export's status reads from the server.
@@ -19,6 +21,8 @@ const statusTimeout = time.Second
 
 // Status is every link's and export's status (dm.admin.mesh).
 type Status struct {
+	// Server is, on a cluster, the server that runs the mesh and answers.
+	Server  string         `json:"server,omitempty"`
 	Links   []LinkStatus   `json:"links"`
 	Exports []ExportStatus `json:"exports"`
 }
@@ -86,6 +90,9 @@ func (m *Mesh) Status() Status {
 	}
 	m.mu.Unlock()
 	st := Status{Links: []LinkStatus{}, Exports: []ExportStatus{}}
+	if m.cfg.Clustered {
+		st.Server = m.cfg.Server
+	}
 	for _, l := range links {
 		st.Links = append(st.Links, l.status())
 	}

@@ -111,6 +111,7 @@ var badInputs = []badInput{
 	{"delete of an unknown kind", "dm.admin.delete", nil, `{"kind":"Widget","name":"w"}`, "", "bad_request", 400, `kind "Widget" cannot be deleted`},
 	{"discovery body not JSON", "dm.discovery", nil, `mesh`, "", "bad_request", 400, `the body is optional; if given, want {"mesh": true|false}`},
 	{"backup body not JSON", "dm.admin.backup", nil, `big`, "", "bad_request", 400, `the body is optional; if given, want {"chunk_size": <bytes>, "window": <chunks>}`},
+	{"restore body not JSON", "dm.admin.restore", nil, `big`, "", "bad_request", 400, `want {"size": <bytes>, "sha256": <hex>}`},
 }
 
 // TestBadInputTable sends every bad input of badInputs to a real node and

@@ -17,6 +17,7 @@ import (
 type registryWatch struct {
 	reg         *registry.Registry
 	projections *projection.Manager
+	mesh        registry.MeshFollower
 	cancel      context.CancelFunc
 	done        <-chan struct{}
 }
@@ -29,7 +30,7 @@ func (w *registryWatch) Start(ctx context.Context) error {
 	run, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
 	ready := make(chan struct{})
-	done, err := w.reg.Watch(run, w.projections, ready)
+	done, err := w.reg.Watch(run, w.projections, w.mesh, ready)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,9 @@ type Cluster struct {
 	// Routes are the other servers' route URLs (nats-route://host:port);
 	// listing every server, this one included, is fine.
 	Routes []string `json:"routes,omitempty"`
+	// TLS makes the routes mutual TLS: every server presents its cert and
+	// accepts only route certificates signed by ca (docs/cluster.md#route-security).
+	TLS *TLS `json:"tls,omitempty"`
 }
 
 // clustered reports whether the node is a server of a cluster.
@@ -81,8 +84,43 @@ func (c Config) validateCluster() []error {
 			errs = append(errs, fmt.Errorf("cluster.routes: %q: want nats-route://host:port", r))
 		}
 	}
+	if err := c.checkRouteSecurity(); err != nil {
+		errs = append(errs, err)
+	}
+	return append(errs, checkRouteTLS(c.Cluster.TLS)...)
+}
+
+// checkRouteTLS checks cluster.tls: the port's checks, and a CA, which
+// routes always verify each other against (nats-server forces verify on
+// a cluster's tls block).
+func checkRouteTLS(t *TLS) []error {
+	if t == nil || *t == (TLS{}) {
+		return nil
+	}
+	errs := checkTLS("cluster.tls", t)
+	if t.CA == "" {
+		errs = append(errs, errors.New("cluster.tls.ca: required: the CA that signs every server's route certificate (PEM)"))
+	}
 	return errs
 }
+
+// checkRouteSecurity refuses a route listener off loopback that anyone
+// who reaches it could join: without cluster.tls a route has no
+// authentication, and a server that joins is trusted with every stream.
+// insecure accepts it (a private network).
+func (c Config) checkRouteSecurity() error {
+	if c.Cluster == nil || c.Insecure || c.routeTLS() {
+		return nil
+	}
+	host, _, err := embed.SplitHostPort(c.Cluster.Listen)
+	if err != nil || embed.IsLoopback(host) {
+		return nil
+	}
+	return fmt.Errorf("cluster.listen %s is not a loopback address and routes have no TLS: anyone who reaches it could join the cluster; set cluster.tls (cert, key and ca; docs/cluster.md#route-security) or, on a private network, pass --insecure", c.Cluster.Listen)
+}
+
+// routeTLS reports whether the routes are mutual TLS.
+func (c Config) routeTLS() bool { return c.Cluster != nil && c.Cluster.TLS.Enabled() }
 
 // clusterConfig is the server's cluster options, nil standalone.
 func (c Config) clusterConfig() *embed.Cluster {
@@ -93,7 +131,11 @@ func (c Config) clusterConfig() *embed.Cluster {
 	if name == "" {
 		name = c.Name
 	}
-	return &embed.Cluster{Name: name, Listen: c.Cluster.Listen, Routes: c.Cluster.Routes}
+	cl := &embed.Cluster{Name: name, Listen: c.Cluster.Listen, Routes: c.Cluster.Routes}
+	if c.routeTLS() {
+		cl.TLS = c.Cluster.TLS
+	}
+	return cl
 }
 
 // ErrStandaloneData is the refusal to start a clustered server over a
@@ -117,5 +159,5 @@ func (c Config) checkNotStandalone() error {
 	if _, err := os.Stat(meta); err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: data %s holds a standalone node's log, which a clustered server would delete: start a new cluster on empty data directories and move the log in with `datamesh backup` and `datamesh restore` (docs/cluster.md)", ErrStandaloneData, c.DataDir)
+	return fmt.Errorf("%w: data %s holds a standalone node's log, which a clustered server would delete: keep it, run it standalone and take `datamesh backup --out FILE`, start the cluster on new empty data directories, then `datamesh restore --in FILE --server <a cluster server's URL>` (docs/cluster.md, \"Moving a standalone node into a cluster\")", ErrStandaloneData, c.DataDir)
 }

@@ -20,16 +20,15 @@ type TLS = embed.TLS
 // secureCheck is the secure-by-default rule: with no services configured,
 // every listener must be on a loopback address unless insecure is set.
 func (c Config) secureCheck() error {
-	if c.Cluster != nil && !c.Insecure {
-		if host, _, err := embed.SplitHostPort(c.Cluster.Listen); err == nil && !embed.IsLoopback(host) {
-			return fmt.Errorf("cluster.listen %s is not a loopback address: routes have no authentication yet (docs/cluster.md); on a private network pass --insecure", c.Cluster.Listen)
-		}
+	if err := c.checkRouteSecurity(); err != nil {
+		return err
 	}
 	if len(c.Services) > 0 || c.Insecure {
 		return nil
 	}
 	for _, l := range c.listeners() {
-		if l.Addr == "" {
+		// Routes do not sign in as services: checkRouteSecurity.
+		if l.Addr == "" || l.Setting == "cluster.listen" {
 			continue
 		}
 		host, _, err := embed.SplitHostPort(l.Addr)

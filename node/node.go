@@ -101,7 +101,11 @@ func New(cfg Config, logger hclog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Node{cfg: cfg, log: logger.Named("node").With("node", cfg.Name)}, nil
+	log := logger.Named("node").With("node", cfg.Name)
+	if cfg.clustered() {
+		log = log.With("server", cfg.serverName())
+	}
+	return &Node{cfg: cfg, log: log}, nil
 }
 
 // Start runs the embedded server and every part, and returns once the node
@@ -176,15 +180,16 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.run(ctx, "projections", n.projections); err != nil {
 		return err
 	}
+	n.mesh = meshlink.New(n.meshConfig(), meshlink.Deps{Log: meshLog{n.events}, Dialer: srv, Leafnodes: srv,
+		Store: n.registry, Contracts: n.registry}, n.log)
 	if n.cfg.clustered() {
 		// Started after the projections: a change stored before is in
 		// what they loaded, one stored after reaches them by the watch.
-		if err := n.run(ctx, "registry-watch", &registryWatch{reg: n.registry, projections: n.projections}); err != nil {
+		// The mesh learns every export and link from the watch alone.
+		if err := n.run(ctx, "registry-watch", &registryWatch{reg: n.registry, projections: n.projections, mesh: n.mesh}); err != nil {
 			return err
 		}
 	}
-	n.mesh = meshlink.New(n.meshConfig(), meshlink.Deps{Log: meshLog{n.events}, Dialer: srv, Leafnodes: srv,
-		Store: n.registry, Contracts: n.registry}, n.log)
 	if err := n.run(ctx, "mesh", n.mesh); err != nil {
 		return err
 	}
@@ -200,6 +205,12 @@ func (n *Node) start(ctx context.Context) error {
 			Backup: n.backups, Rejected: n.rejected, Reload: n.ReloadFromSource, Barrier: n.barrier()}, n.log)
 	if err := n.run(ctx, "api", n.api); err != nil {
 		return err
+	}
+	if n.cfg.clustered() {
+		// After the API: the server that runs the mesh answers for it.
+		if err := n.run(ctx, "mesh-runner", &meshRunner{n: n}); err != nil {
+			return err
+		}
 	}
 	return n.startHTTP(ctx)
 }
@@ -290,6 +301,10 @@ func (n *Node) ConnectAs(opts ...nats.Option) (*nats.Conn, error) {
 func (n *Node) PeerConn(peer string, opts ...nats.Option) (*nats.Conn, error) {
 	return n.srv.ConnectPeer(peer, opts...)
 }
+
+// ServerName is this server's name (server_name; on a cluster, one of
+// the node's servers).
+func (n *Node) ServerName() string { return n.cfg.serverName() }
 
 // LeafURL is the leafnode URL peers link to, or "" if leaf_listen is off.
 func (n *Node) LeafURL() string {

@@ -114,7 +114,8 @@ func (n *Node) projectionConfig() projection.ManagerConfig {
 
 func (n *Node) meshConfig() meshlink.Config {
 	cfg := meshlink.Config{Node: n.cfg.Name, Peers: sortedPeers(n.cfg), MaxEventBytes: n.cfg.MaxEventBytes,
-		Transforms: n.transforms, Fsync: n.cfg.ownsFsync(), Replicas: n.cfg.replicas(), Clustered: n.cfg.clustered()}
+		Transforms: n.transforms, Fsync: n.cfg.ownsFsync(), Replicas: n.cfg.replicas(), Clustered: n.cfg.clustered(),
+		Server: n.cfg.serverName()}
 	if !n.cfg.clustered() {
 		cfg.ExportDir = func(peer, stream string) string { return n.srv.StreamDir(embed.ExportAccount(peer), stream) }
 	}

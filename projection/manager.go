@@ -347,7 +347,7 @@ func (m *Manager) newWorker(s *Spec, folder Folder) (*Worker, error) {
 	w, err := NewWorker(Config{
 		Spec: s, Folder: folder, Path: path, Conn: nc, JS: js, OwnConn: true, Connect: m.cfg.Connect,
 		Stream: m.cfg.Stream, SubjectPrefix: m.cfg.SubjectPrefix, ChangesPrefix: m.cfg.ChangesPrefix,
-		OnLive: onLive,
+		OnLive: onLive, LeaderReads: m.cfg.Follow,
 	}, m.wlog)
 	if err != nil {
 		nc.Close()

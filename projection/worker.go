@@ -49,6 +49,9 @@ type Config struct {
 	// OnLive, if set, is called once when the worker first catches up. It
 	// runs on the worker's goroutine: it must not wait for the worker.
 	OnLive func()
+	// LeaderReads: the stream is replicated (a cluster); a query's min_seq
+	// is checked against its leader (see Worker.seek).
+	LeaderReads bool
 }
 
 // Worker keeps one projection version up to date with the log: it reads
@@ -285,28 +288,32 @@ func (w *Worker) waitFor(ctx context.Context, want uint64) error {
 		if closed {
 			return fmt.Errorf("%w: the projection is stopped at applied seq %d", ErrNotUpToDate, applied)
 		}
-		relevant, err := w.relevantBetween(ctx, applied+1, want)
-		if err != nil {
+		relevant, reached, err := w.awaiting(ctx, applied+1, want)
+		if err != nil && !(w.cfg.LeaderReads && isStatus(err)) {
 			return err
 		}
+		// On a cluster a status is the stream's leader not answering (an
+		// election, this server cut off): wait, as for a head not reached.
 		var timer *time.Timer
 		tick := (<-chan time.Time)(nil)
-		if !relevant {
-			reached, err := w.headReached(ctx, want)
-			if err != nil || reached {
-				return err
-			}
+		switch {
+		case !relevant && reached:
+			return nil
+		case !relevant:
 			// Events of other aggregates move the head without a commit
 			// here: look at the head again after a while.
 			timer = time.NewTimer(poll)
 			tick, poll = timer.C, min(2*poll, headPollMax)
-		} else if state == StateFailed {
+		case state == StateFailed:
 			return fmt.Errorf("%w: the projection failed at applied seq %d: %s", ErrNotUpToDate, applied, lastErr)
 		}
 		select {
 		case <-ch:
 		case <-tick:
 		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("%w: applied seq is %d, waiting for %d; the log's leader did not tell how far it is: %v", ErrNotUpToDate, w.applied.Load(), want, err)
+			}
 			return fmt.Errorf("%w: applied seq is %d, waiting for %d", ErrNotUpToDate, w.applied.Load(), want)
 		}
 		if timer != nil {
@@ -322,11 +329,42 @@ const (
 	headPollMax = 200 * time.Millisecond
 )
 
+// awaiting reports whether an event of the source has a seq in [from,
+// want] (relevant), and if none does, whether the log holds want already
+// (reached): then the projection has everything up to want. A relevant
+// event found is proof by itself; "none" is only once the same reader has
+// seen the log reach want, so the head is read first and the source again
+// after it (an event stored between two reads would otherwise be missed).
+func (w *Worker) awaiting(ctx context.Context, from, want uint64) (relevant, reached bool, err error) {
+	if relevant, err = w.relevantBetween(ctx, from, want); err != nil || relevant {
+		return relevant, false, err
+	}
+	if reached, err = w.headReached(ctx, want); err != nil || !reached {
+		return false, false, err
+	}
+	relevant, err = w.relevantBetween(ctx, from, want)
+	return relevant, true, err
+}
+
+// seek returns the seq of the first message at or after req.Seq on
+// req.NextBySubject. On a cluster it asks the stream's leader: a direct
+// get may be answered by a replica that lags, whose "none up to want"
+// would answer a min_seq query too early.
+func (w *Worker) seek(ctx context.Context, req eventlog.GetRequest) (uint64, error) {
+	if w.cfg.LeaderReads {
+		return eventlog.LeaderGet(ctx, w.conn().nc, eventlog.API, w.cfg.Stream, req)
+	}
+	var seq uint64
+	_, err := eventlog.DirectGet(ctx, w.conn().nc, eventlog.API, w.cfg.Stream, req, func(m *nats.Msg) error {
+		seq, _ = eventlog.MsgSeq(m) // as before: unreadable, it counts as relevant
+		return nil
+	})
+	return seq, err
+}
+
 // headReached reports whether the log holds an event at or after seq.
 func (w *Worker) headReached(ctx context.Context, seq uint64) (bool, error) {
-	_, err := eventlog.DirectGet(ctx, w.conn().nc, eventlog.API, w.cfg.Stream,
-		eventlog.GetRequest{Seq: seq, NextBySubject: w.cfg.SubjectPrefix + ".>"},
-		func(*nats.Msg) error { return nil })
+	_, err := w.seek(ctx, eventlog.GetRequest{Seq: seq, NextBySubject: w.cfg.SubjectPrefix + ".>"})
 	switch {
 	case errors.Is(err, eventlog.ErrNoMessage):
 		return false, nil
@@ -342,12 +380,7 @@ func (w *Worker) headReached(ctx context.Context, seq uint64) (bool, error) {
 // [from, upTo] (upTo 0: no bound), using direct gets.
 func (w *Worker) relevantBetween(ctx context.Context, from, upTo uint64) (bool, error) {
 	for _, subj := range w.subjects {
-		var seq uint64
-		_, err := eventlog.DirectGet(ctx, w.conn().nc, eventlog.API, w.cfg.Stream,
-			eventlog.GetRequest{Seq: from, NextBySubject: subj}, func(m *nats.Msg) error {
-				seq, _ = eventlog.MsgSeq(m) // as before: unreadable, it counts as relevant
-				return nil
-			})
+		seq, err := w.seek(ctx, eventlog.GetRequest{Seq: from, NextBySubject: subj})
 		switch {
 		case errors.Is(err, eventlog.ErrNoMessage):
 			continue

@@ -22,6 +22,13 @@ import (
 // a quorum.
 func newClusterProcesses(t *testing.T, n int) []*nodeProcess {
 	t.Helper()
+	return clusterProcesses(t, n, "shop", false)
+}
+
+// clusterProcesses starts the n servers of node name as processes, with a
+// leafnode port each if leaf, sharing events with peers.
+func clusterProcesses(t *testing.T, n int, name string, leaf bool, peers ...string) []*nodeProcess {
+	t.Helper()
 	routes := make([]string, n)
 	clusterListens := make([]string, n)
 	for i := range n {
@@ -32,10 +39,19 @@ func newClusterProcesses(t *testing.T, n int) []*nodeProcess {
 	for i := range n {
 		dir := t.TempDir()
 		p := &nodeProcess{t: t, name: fmt.Sprintf("s%d", i), listen: freePort(t),
-			config: filepath.Join(dir, "node.yaml"), log: filepath.Join(dir, "node.log")}
-		cfg := fmt.Sprintf("name: shop\nserver_name: %s\ndata: %s\nlisten: %q\nhttp: \"\"\nleaf_listen: \"\"\ndurability: fsync\n"+
+			config: filepath.Join(dir, "node.yaml"), log: filepath.Join(dir, "node.log"), server: true}
+		if leaf {
+			p.leaf = freePort(t)
+		}
+		cfg := fmt.Sprintf("name: %s\nserver_name: %s\ndata: %s\nlisten: %q\nhttp: \"\"\nleaf_listen: %q\ndurability: fsync\n"+
 			"cluster:\n  listen: %q\n  routes: [%s]\n",
-			p.name, filepath.Join(dir, "data"), p.listen, clusterListens[i], strings.Join(routes, ", "))
+			name, p.name, filepath.Join(dir, "data"), p.listen, p.leaf, clusterListens[i], strings.Join(routes, ", "))
+		if len(peers) > 0 {
+			cfg += "peers:\n"
+		}
+		for _, peer := range peers {
+			cfg += fmt.Sprintf("  %s:\n    secret: %s\n", peer, procSecret)
+		}
 		if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}

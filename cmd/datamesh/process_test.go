@@ -67,6 +67,9 @@ type nodeProcess struct {
 	err    error // cmd.Wait's result, once exited is closed
 	nc     *nats.Conn
 	c      *client.Client
+	// server: one server of a cluster, ready once it answers for itself
+	// (any server of the cluster answers the other requests).
+	server bool
 }
 
 // newNodeProcess writes name's config file and starts the node.
@@ -165,6 +168,12 @@ func (p *nodeProcess) connect() error {
 	if _, err := c.WithTimeout(time.Second).Catalog(); err != nil {
 		nc.Close()
 		return err
+	}
+	if p.server {
+		if _, err := c.WithTimeout(time.Second).ServerProjections(p.name); err != nil {
+			nc.Close()
+			return err
+		}
 	}
 	p.nc, p.c = nc, c
 	return nil

@@ -131,6 +131,9 @@ func printStatus(w io.Writer, r *protocol.ProjectionsReply) error {
 
 // printMesh prints the links and exports tables, when there are any.
 func printMesh(w io.Writer, m *protocol.MeshStatus) error {
+	if m.Server != "" && len(m.Links)+len(m.Exports) > 0 {
+		fmt.Fprintf(w, "\nlinks and exports run on server %s\n", m.Server)
+	}
 	if len(m.Links) > 0 {
 		fmt.Fprintln(w)
 		tw := newTable(w)

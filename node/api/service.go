@@ -95,6 +95,8 @@ type API struct {
 	closeErr  error
 	// replayMu runs one replay of the rejected record at a time.
 	replayMu sync.Mutex
+	// runner answers for the mesh on the server that runs it (cluster).
+	runner runnerService
 }
 
 // New returns the API; Start registers its endpoints.
@@ -154,12 +156,13 @@ func (a *API) endpoints() []endpoint {
 		{"promote", protocol.SubjectPromote, a.handlePromote},
 		{"rollback", protocol.SubjectRollback, a.handleRollback},
 		{"retire", protocol.SubjectRetire, a.handleRetire},
-		{"mesh", protocol.SubjectMesh, a.handleMesh},
-		{"link-retry", protocol.SubjectLinkRetry, a.handleLinkRetry},
+		{"mesh", protocol.SubjectMesh, a.onRunner("mesh", a.handleMesh)},
+		{"link-retry", protocol.SubjectLinkRetry, a.onRunner("link-retry", a.handleLinkRetry)},
 		{"dead-letters", protocol.SubjectDeadLetters, a.handleDeadLetters},
-		{"replay", protocol.SubjectReplay, a.handleReplay},
+		{"replay", protocol.SubjectReplay, a.onRunner("replay", a.handleReplay)},
 		{"delete", protocol.SubjectDelete, a.handleDelete},
 		{"backup", protocol.SubjectBackup, a.handleBackup},
+		{"restore", protocol.SubjectRestore, a.handleRestore},
 		{"reload", protocol.SubjectReload, a.handleReload},
 		// On a cluster each server also answers for its own projections.
 		{"server-projections", protocol.SubjectServer + "." + a.cfg.Server + ".projections", a.handleProjections},
@@ -176,6 +179,7 @@ func (a *API) endpoints() []endpoint {
 func (a *API) Close() error {
 	a.closeOnce.Do(func() {
 		a.serving.Store(false)
+		_ = a.ServeRunner(false)
 		if a.svc != nil {
 			// Stop only starts draining the endpoints.
 			a.closeErr = a.svc.Stop()

@@ -16,6 +16,11 @@
 // ($JS.API.STREAM.RESTORE) in a server started only for that, with no port
 // open.
 //
+// Runner.BeginRestore restores a backup into the running node instead: a
+// new, empty cluster, which is how a standalone node moves into one
+// (online.go says why that is safe while the node runs; the API receives
+// the file, node/api/restore.go). Send is the client side.
+//
 // It knows JetStream's snapshot protocol and the archive; it does not know
 // the API's subjects or wire codes: its errors are kinds (ErrBusy,
 // ErrInvalid, ...) that node/api maps.

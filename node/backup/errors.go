@@ -18,6 +18,10 @@ var (
 	ErrCorrupt = errors.New("corrupt backup")
 	// ErrUnavailable: the node is shutting down, or JetStream did not answer.
 	ErrUnavailable = errors.New("backup unavailable")
+	// ErrNotEmpty: a restore into a running node that already holds
+	// events, resources or link state, or into which another restore runs
+	// or was cut short.
+	ErrNotEmpty = errors.New("node not empty")
 )
 
 func kinded(k, cause error, format string, args ...any) error {

@@ -35,6 +35,11 @@ const (
 	// (it gives up itself after 5 s without an ack from us).
 	chunkTimeout = 30 * time.Second
 
+	// errNameInUseRestore is JetStream's "stream name already in use,
+	// cannot restore"; errStreamNotFound its "stream not found".
+	errNameInUseRestore = 10130
+	errStreamNotFound   = 10059
+
 	// Headers of a status message (nats.go keeps its names unexported).
 	statusHeader      = "Status"
 	descriptionHeader = "Description"
@@ -219,19 +224,31 @@ func (s *snapshot) abandon() { s.sub.Unsubscribe() }
 // the stream is restored. chunks yields the snapshot's chunks in order;
 // sent is told the size of each.
 func restoreStream(ctx context.Context, nc *nats.Conn, rec StreamRecord, name string, chunks func(func([]byte) error) error) (State, error) {
-	var resp struct {
-		DeliverSubject string `json:"deliver_subject"`
+	deliver, err := startRestore(ctx, nc, rec, name)
+	if err != nil {
+		return State{}, err
 	}
-	if err := request(ctx, nc, apiStreamRestore+name, map[string]json.RawMessage{"config": rec.Config, "state": rec.State}, &resp); err != nil {
-		return State{}, fmt.Errorf("restore %s: %w", name, err)
+	// In a cluster the server that receives the snapshot answers the
+	// restore request at once, and its subscription to the deliver subject
+	// may reach the other servers a moment later: a chunk that found no
+	// responder was not received, and is sent again.
+	send := func(ctx context.Context, b []byte) (*nats.Msg, error) {
+		for {
+			m, err := nc.RequestWithContext(ctx, deliver, b)
+			if !errors.Is(err, nats.ErrNoResponders) {
+				return m, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(retryPause):
+			}
+		}
 	}
-	send := func(b []byte, timeout time.Duration) (*nats.Msg, error) {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
+	err = chunks(func(b []byte) error {
+		ctx, cancel := context.WithTimeout(ctx, chunkTimeout)
 		defer cancel()
-		return nc.RequestWithContext(ctx, resp.DeliverSubject, b)
-	}
-	err := chunks(func(b []byte) error {
-		r, err := send(b, chunkTimeout)
+		r, err := send(ctx, b)
 		if err != nil {
 			return err
 		}
@@ -250,7 +267,7 @@ func restoreStream(ctx context.Context, nc *nats.Conn, rec StreamRecord, name st
 	}
 	// JetStream answers the end once the stream is rebuilt: bound by the
 	// caller's context only, since a large log takes a while.
-	r, err := nc.RequestWithContext(ctx, resp.DeliverSubject, nil)
+	r, err := send(ctx, nil)
 	if err != nil {
 		return State{}, fmt.Errorf("restore %s: end: %w", name, err)
 	}
@@ -269,4 +286,33 @@ func restoreStream(ctx context.Context, nc *nats.Conn, rec StreamRecord, name st
 		return State{}, fmt.Errorf("restore %s: no stream state in the reply", name)
 	}
 	return *done.State, nil
+}
+
+// startRestore asks JetStream to restore stream name and returns the
+// subject it takes the snapshot's chunks on.
+func startRestore(ctx context.Context, nc *nats.Conn, rec StreamRecord, name string) (string, error) {
+	var resp struct {
+		DeliverSubject string `json:"deliver_subject"`
+	}
+	// In a cluster, a stream deleted an instant before may still be known
+	// to the meta group (the restore into a running node replaces the
+	// empty log), and for a moment no server may answer: the request is
+	// tried again then (nothing is sent before it is answered).
+	for attempt := 1; ; attempt++ {
+		err := request(ctx, nc, apiStreamRestore+name, map[string]json.RawMessage{"config": rec.Config, "state": rec.State}, &resp)
+		var e *apiError
+		if err == nil {
+			break
+		}
+		retry := errors.Is(err, nats.ErrNoResponders) || (errors.As(err, &e) && (e.ErrCode == errNameInUseRestore || e.Code == 503))
+		if !retry || attempt == maxAttempts {
+			return "", fmt.Errorf("restore %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("restore %s: %w", name, err)
+		case <-time.After(retryPause):
+		}
+	}
+	return resp.DeliverSubject, nil
 }

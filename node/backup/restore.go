@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -209,10 +210,19 @@ func startRestoreServer(ctx context.Context, m *Manifest, dir string, log hclog.
 // restoreOne restores stream s through nc (its account's connection) and
 // checks that it holds what the backup recorded; s.State gets its state.
 func restoreOne(ctx context.Context, r *restorer, c *contents, s *Stream, nc *nats.Conn) error {
+	return restoreAs(ctx, r, c, s, nc, nil)
+}
+
+// restoreAs is restoreOne with the stream's config given (nil: the
+// backup's): JetStream takes it as the restored stream's identity.
+func restoreAs(ctx context.Context, r *restorer, c *contents, s *Stream, nc *nats.Conn, config json.RawMessage) error {
 	if nc == nil {
 		return corrupt("stream %s is in account %s, which the manifest does not list", s.Name, s.Account)
 	}
 	rec := c.records[streamDir(s.Account, s.Name)]
+	if config != nil {
+		rec.Config = config
+	}
 	want, err := rec.state()
 	if err != nil {
 		return corrupt("%s: state: %v", streamDir(s.Account, s.Name), err)

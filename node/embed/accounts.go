@@ -194,20 +194,22 @@ func newKey() (*keys, error) {
 // remote is this node's leafnode to peer at u, bound to the peer's account
 // here: signed in with the shared secret, or with MeshSeed when the peer
 // knows this node by its nkey.
-func (s *Server) remote(cfg Config, peer Peer, u *url.URL) (*server.RemoteLeafOpts, error) {
+func (s *Server) remote(cfg Config, peer Peer, urls []*url.URL) (*server.RemoteLeafOpts, error) {
 	r := &server.RemoteLeafOpts{LocalAccount: peerAccount(peer.Name)}
-	u = cloneURL(u)
-	if peer.Nkey != "" {
-		if len(cfg.MeshSeed) == 0 {
-			return nil, fmt.Errorf("the peer is known by its nkey, so this node signs in with its seed: set mesh_seed")
-		}
-		r.Nkey = string(cfg.MeshSeed)
-		u.User = nil
-	} else {
-		u.User = url.UserPassword(cfg.Name, peer.Secret)
+	if peer.Nkey != "" && len(cfg.MeshSeed) == 0 {
+		return nil, fmt.Errorf("the peer is known by its nkey, so this node signs in with its seed: set mesh_seed")
 	}
-	r.URLs = []*url.URL{u}
-	if err := remoteTLS(cfg, u, r); err != nil {
+	for _, u := range urls {
+		u = cloneURL(u)
+		if peer.Nkey != "" {
+			r.Nkey = string(cfg.MeshSeed)
+			u.User = nil
+		} else {
+			u.User = url.UserPassword(cfg.Name, peer.Secret)
+		}
+		r.URLs = append(r.URLs, u)
+	}
+	if err := remoteTLS(cfg, r.URLs[0], r); err != nil {
 		return nil, err
 	}
 	return r, nil

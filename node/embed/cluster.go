@@ -2,6 +2,7 @@ package embed
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -13,6 +14,9 @@ type Cluster struct {
 	Name   string
 	Listen string   // host:port of the route listener
 	Routes []string // the other servers' route URLs
+	// TLS makes the routes mutual TLS: each server presents TLS.Cert and
+	// accepts only route certificates signed by TLS.CA (nil: plain TCP).
+	TLS *TLS
 }
 
 // clusterOptions sets the cluster's options: routes, the cluster name, and
@@ -41,7 +45,33 @@ func clusterOptions(cfg Config, opts *server.Options) error {
 	}
 	opts.Routes = server.RoutesFromStr(routes)
 	opts.SyncAlways = cfg.SyncAlways
+	if c.TLS.Enabled() {
+		tc, err := routeTLS(c.TLS)
+		if err != nil {
+			return err
+		}
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = tc, tlsTimeout
+	}
 	return nil
+}
+
+// routeTLS is the routes' TLS config, as nats-server builds it from a
+// cluster's tls block: a route is both a server and a client, so it
+// requires and verifies the other side's certificate against the CA, and
+// verifies the server it dials against the same CA (RootCAs), by the host
+// of its route URL. It reads the files every time: a reload takes up
+// rotated certificates.
+func routeTLS(t *TLS) (*tls.Config, error) {
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.Cert, KeyFile: t.Key, CaFile: t.CA, Verify: true})
+	if err != nil {
+		return nil, fmt.Errorf("cluster.tls: %w", err)
+	}
+	if tc.ClientCAs == nil {
+		return nil, fmt.Errorf("cluster.tls.ca: required: the CA that signs every server's route certificate")
+	}
+	tc.ClientAuth = tls.RequireAndVerifyClientCert
+	tc.RootCAs = tc.ClientCAs
+	return tc, nil
 }
 
 // quorumWait bounds how long Start waits for the cluster's JetStream meta

@@ -74,10 +74,13 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	slog.release(true)
-	if err := s.waitQuorum(ctx); err != nil {
+	// Before the quorum: on a cluster, the meta leader may place a stream
+	// on this server as soon as it is up, and a member whose account has
+	// no JetStream yet rejects it (eventlog.Ensure retries what is left).
+	if err := s.enableJetStream(); err != nil {
 		return err
 	}
-	if err := s.enableJetStream(); err != nil {
+	if err := s.waitQuorum(ctx); err != nil {
 		return err
 	}
 	// The server wrote the leafnode port it listens on (random for port -1)
@@ -231,11 +234,17 @@ func (s *Server) SetRemotes(remotes map[string]string) error {
 func (s *Server) remoteList(cfg Config, remotes map[string]string) ([]*server.RemoteLeafOpts, error) {
 	var list []*server.RemoteLeafOpts
 	for _, p := range slices.Sorted(maps.Keys(remotes)) {
-		u, err := url.Parse(remotes[p])
-		if err != nil {
-			return nil, fmt.Errorf("peer %s: %w", p, err)
+		// A peer that is a cluster: each server's URL, comma separated;
+		// nats-server fails over between them.
+		var urls []*url.URL
+		for _, one := range strings.Split(remotes[p], ",") {
+			u, err := url.Parse(strings.TrimSpace(one))
+			if err != nil {
+				return nil, fmt.Errorf("peer %s: %w", p, err)
+			}
+			urls = append(urls, u)
 		}
-		remote, err := s.remote(cfg, cfg.peer(p), u)
+		remote, err := s.remote(cfg, cfg.peer(p), urls)
 		if err != nil {
 			return nil, fmt.Errorf("peer %s: %w", p, err)
 		}

@@ -45,7 +45,10 @@ func transient(err error) bool {
 	if errors.As(err, &api) {
 		return api.Code == 503 || api.ErrorCode == errNoPeers
 	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+	// An invalid response: a cluster member whose account had no
+	// JetStream yet rejected the stream's placement (the server starting).
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, jetstream.ErrInvalidJetStreamResponse)
 }
 
 // EnsureStream creates or updates a stream (see Ensure).

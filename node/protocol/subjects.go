@@ -35,6 +35,10 @@ const (
 	// SubjectServer is where one server of a cluster answers for itself:
 	// dm.admin.server.<server>.projections (its projection versions).
 	SubjectServer = "dm.admin.server"
+	// SubjectRunner is where, on a cluster, the server that runs the
+	// links and exports answers for them: dm.admin.runner.<endpoint>
+	// (mesh, link-retry, replay). The other servers forward there.
+	SubjectRunner = "dm.admin.runner"
 	// SubjectAdmin covers every admin subject.
 	SubjectAdmin = "dm.admin"
 )

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/kind"
@@ -113,10 +114,29 @@ func (r *Registry) Start(ctx context.Context) error {
 // the registry has the lifecycle of every part.
 func (r *Registry) Close() error { return nil }
 
-// listKeys returns every key of kv that matches filter. It reads the lister
-// to its end (a lister left early keeps a goroutine blocked) and fails if
-// ctx ended first: the lister then stops early, without an error.
+// listAttempt bounds one listing of a bucket's keys. A listing is an
+// ordered consumer on the bucket's stream; on a cluster under load its
+// creation is sometimes never answered (as a stream create can be, see
+// eventlog.Ensure), so a listing that takes longer is tried again.
+const listAttempt = 5 * time.Second
+
+// listKeys returns every key of kv that matches filter, trying again a
+// listing that does not end within listAttempt, until ctx ends.
 func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, listAttempt)
+		keys, err := listKeysOnce(actx, kv, filter)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return keys, err
+		}
+	}
+}
+
+// listKeysOnce reads the lister to its end (a lister left early keeps a
+// goroutine blocked) and fails if ctx ended first: the lister then stops
+// early, without an error.
+func listKeysOnce(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
 	lister, err := kv.ListKeysFiltered(ctx, filter)
 	if err != nil {
 		return nil, err

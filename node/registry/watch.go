@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/datamesh/datamesh/meshlink"
 	"github.com/datamesh/datamesh/projection"
 	"github.com/datamesh/datamesh/schemas"
 )
@@ -26,11 +27,19 @@ type Follower interface {
 	FollowAlias(ctx context.Context, name string, a projection.Alias)
 }
 
+// MeshFollower is told of each export and link in the bucket, then of
+// each change (meshlink.Mesh on a cluster).
+type MeshFollower interface {
+	Follow(exports []*meshlink.Export, links []*meshlink.Link)
+	ForgetExport(ctx context.Context, name string)
+	ForgetLink(name string)
+}
+
 // Watch reads every resource of the bucket, then every change, until ctx
 // ends: contracts go into the registry's validators, projection changes to
 // f. It returns once the watch is set up; ready is closed once the
 // current values have been delivered, done once the watch has stopped.
-func (r *Registry) Watch(ctx context.Context, f Follower, ready chan<- struct{}) (done <-chan struct{}, err error) {
+func (r *Registry) Watch(ctx context.Context, f Follower, mf MeshFollower, ready chan<- struct{}) (done <-chan struct{}, err error) {
 	w, err := r.kv.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: watch registry: %v", ErrUnavailable, err)
@@ -58,7 +67,7 @@ func (r *Registry) Watch(ctx context.Context, f Follower, ready chan<- struct{})
 					}
 					continue
 				}
-				if err := r.follow(ctx, e, f); err != nil {
+				if err := r.follow(ctx, e, f, mf); err != nil {
 					r.log.Error("follow a registry change", "key", e.Key(), "error", err)
 				}
 				r.followed.Store(e.Revision())
@@ -69,9 +78,13 @@ func (r *Registry) Watch(ctx context.Context, f Follower, ready chan<- struct{})
 }
 
 // follow applies one entry of the bucket.
-func (r *Registry) follow(ctx context.Context, e jetstream.KeyValueEntry, f Follower) error {
+func (r *Registry) follow(ctx context.Context, e jetstream.KeyValueEntry, f Follower, mf MeshFollower) error {
 	key, deleted := e.Key(), e.Operation() != jetstream.KeyValuePut
 	switch {
+	case strings.HasPrefix(key, "export.") || strings.HasPrefix(key, "link."):
+		if mf != nil {
+			return followMesh(ctx, key, deleted, e.Value(), mf)
+		}
 	case strings.HasPrefix(key, "eventtype."):
 		if deleted {
 			return nil // contracts are never deleted
@@ -107,6 +120,33 @@ func (r *Registry) follow(ctx context.Context, e jetstream.KeyValueEntry, f Foll
 		}
 		f.FollowSpec(ctx, &s)
 	}
+	return nil
+}
+
+// followMesh hands one export or link entry to mf.
+func followMesh(ctx context.Context, key string, deleted bool, value []byte, mf MeshFollower) error {
+	if name, ok := strings.CutPrefix(key, "export."); ok {
+		if deleted {
+			mf.ForgetExport(ctx, name)
+			return nil
+		}
+		var x meshlink.Export
+		if err := json.Unmarshal(value, &x); err != nil {
+			return err
+		}
+		mf.Follow([]*meshlink.Export{&x}, nil)
+		return nil
+	}
+	name := strings.TrimPrefix(key, "link.")
+	if deleted {
+		mf.ForgetLink(name)
+		return nil
+	}
+	var l meshlink.Link
+	if err := json.Unmarshal(value, &l); err != nil {
+		return err
+	}
+	mf.Follow(nil, []*meshlink.Link{&l})
 	return nil
 }
 
