@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/datamesh/datamesh/node/client"
 	"github.com/datamesh/datamesh/node/protocol"
 )
 
@@ -80,4 +84,77 @@ func checkServerImported(t *testing.T, p *nodeProcess, owned []protocol.Event) {
 		return nil
 	})
 	checkImportedOnce(t, owned, imported)
+}
+
+// TestClusterExportRunnerKilled: a node of three server processes exports
+// to a standalone recipient whose link lists the three servers' leafnode
+// URLs. The server that runs the export is SIGKILLed while clients append
+// (retrying with their ce-ids what was not answered): another server
+// takes the export over, and the recipient's log holds each of the
+// owner's events once, in the owner's order.
+func TestClusterExportRunnerKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills node processes")
+	}
+	ps := clusterProcesses(t, 3, "orders", true, "billing")
+	billing := newNodeProcess(t, "billing", "", "orders")
+	leafs := make([]string, len(ps))
+	for i, p := range ps {
+		leafs[i] = "nats-leaf://" + p.leaf
+	}
+	ps[0].apply("kind: Export\nname: all-orders\nto: [billing]\naggregates: [order]\n")
+	billing.apply(fmt.Sprintf("kind: Link\nname: orders-in\npeer: orders\nurl: %s\nexport: all-orders\n", strings.Join(leafs, ",")))
+	a := &acks{seqs: map[string]uint64{}}
+	deadline := time.Now().Add(3 * time.Minute)
+	for i := range 500 {
+		if err := appendUntilAcked(ps[i%3].c, fmt.Sprintf("o-%d", i), a, deadline); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var runner *nodeProcess
+	waitUntil(t, procDeadline, func() error {
+		st, err := ps[1].c.Mesh()
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if p.name == st.Server && len(st.Exports) == 1 && st.Exports[0].ExportedSeq > 0 {
+				runner = p
+				return nil
+			}
+		}
+		return fmt.Errorf("mesh status %+v", st)
+	})
+	var urls []string
+	for _, p := range ps {
+		if p != runner {
+			urls = append(urls, "nats://"+p.listen)
+		}
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := client.New(nc).WithTimeout(5 * time.Second)
+	appended := make(chan error, 1)
+	go func() {
+		for i := 500; i < 1500; i++ {
+			if err := appendUntilAcked(c, fmt.Sprintf("o-%d", i), a, deadline); err != nil {
+				appended <- err
+				return
+			}
+		}
+		appended <- nil
+	}()
+	runner.kill()
+	t.Logf("killed the export's runner %s after %d acks", runner.name, a.count())
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+	owned, err := readAll(c, "order")
+	if err != nil || len(owned) != 1500 {
+		t.Fatalf("owner's orders: %d, %v (want each of the 1500 acknowledged once)", len(owned), err)
+	}
+	checkServerImported(t, billing, owned)
 }
