@@ -212,6 +212,15 @@ func TestClusterMeshRequestsReachTheRunner(t *testing.T) {
 	servers, clients := meshCluster(t, "orders", "billing")
 	apply(t, clients[0], exportYAML("all-orders", "billing", "order", "", ""))
 	runner := meshRunner(t, servers, clients[0])
+	// The runner learns of an export applied through another server from
+	// the registry's watch, moments later.
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		st, err := clients[0].Mesh()
+		if err != nil || len(st.Exports) != 1 || st.Exports[0].State == "standby" {
+			return fmt.Errorf("status: %v %+v", err, st)
+		}
+		return nil
+	})
 	for i, c := range clients {
 		st, err := c.Mesh()
 		if err != nil || st.Server != servers[runner].ServerName() || len(st.Exports) != 1 || st.Exports[0].State == "standby" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/datamesh/datamesh/node"
 	"github.com/datamesh/datamesh/node/client"
+	"github.com/datamesh/datamesh/node/protocol"
 	"github.com/datamesh/datamesh/projection"
 )
 
@@ -93,6 +94,7 @@ func TestClusterAppendsAndQueriesOnEveryServer(t *testing.T) {
 			t.Fatalf("server s%d: count %v as of %d, want 30 as of %d", i, res.Count, res.Seq, last)
 		}
 	}
+	checkAppendRulesAcrossServers(t, clients)
 	// Each server answers for its own projections (datamesh status).
 	r, err := clients[0].Projections()
 	if err != nil || len(r.Servers) != 3 {
@@ -102,6 +104,48 @@ func TestClusterAppendsAndQueriesOnEveryServer(t *testing.T) {
 		sr, err := clients[1].ServerProjections(name)
 		if err != nil || sr.Server != name || len(sr.Projections) != 1 || sr.Projections[0].Applied < last {
 			t.Fatalf("server %s's projections: %v %+v", name, err, sr)
+		}
+	}
+}
+
+// checkAppendRulesAcrossServers: on the R3 log, atomic batches,
+// Dm-Expected-Version and ce-id idempotency mean what they mean on one
+// server, whichever servers the writes and their retries go through.
+func checkAppendRulesAcrossServers(t *testing.T, clients []*client.Client) {
+	t.Helper()
+	b, err := clients[1].AppendBatch("order", "b-1", orderEvents(3, "a"), client.Expect(0))
+	if err != nil || b.Count != 3 || b.LastSeq != b.FirstSeq+2 {
+		t.Fatalf("atomic batch on R3: %+v %v", b, err)
+	}
+	// Retried through another server: the same seqs, stored once.
+	again, err := clients[2].AppendBatch("order", "b-1", orderEvents(3, "a"), client.Expect(0))
+	if err != nil || !again.Duplicate || again.FirstSeq != b.FirstSeq {
+		t.Fatalf("batch retried through another server: %+v %v, want a duplicate of %+v", again, err, b)
+	}
+	// A stale expected version, and a batch with one invalid event, store nothing.
+	_, err = clients[0].AppendBatch("order", "b-1", orderEvents(2, "c"), client.Expect(b.FirstSeq))
+	if e := wantAPIError(t, err, protocol.CodeVersionConflict); e.CurrentVersion == nil || *e.CurrentVersion != b.LastSeq {
+		t.Fatalf("stale expected version: %+v, want current_version %d", e, b.LastSeq)
+	}
+	bad := orderEvents(3, "d")
+	bad[2]["data"] = map[string]any{"sku": "s", "price": "free"}
+	_, err = clients[2].AppendBatch("order", "b-1", bad, client.Expect(b.LastSeq))
+	wantAPIError(t, err, protocol.CodeSchemaViolation)
+	if got := len(readAll(t, clients[0], "order", "b-1")); got != 3 {
+		t.Fatalf("after refused writes: %d events of b-1, want 3", got)
+	}
+	// One event with a ce-id, retried through each server: stored once.
+	var seq uint64
+	for i, c := range clients {
+		r, err := c.Append("order", "b-1", "ItemAdded", []byte(`{"sku":"x","price":1}`),
+			client.AppendOptions{ID: "one", ExpectedVersion: client.Expect(b.LastSeq)})
+		if err != nil {
+			t.Fatalf("append through s%d: %v", i, err)
+		}
+		if i == 0 {
+			seq = r.Seq
+		} else if !r.Duplicate || r.Seq != seq {
+			t.Fatalf("retry through s%d: %+v, want a duplicate at %d", i, r, seq)
 		}
 	}
 }

@@ -2,6 +2,9 @@ package eventlog
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -11,9 +14,51 @@ const (
 	MaxReadLimit = 10000
 )
 
+// staleRetries bounds how often Read reads again a page that a lagging
+// replica answered (see Read); replicas catch up within milliseconds.
+const staleRetries = 8
+
 // Read returns up to limit events matching filter from seq from on, with
 // one batched direct get. next is the seq to continue from, 0 at the end.
+//
+// On a replicated log any replica answers a direct get, one that lags the
+// leader included, and the leader acknowledged a write before every
+// replica has it: a read right after a write could miss it. A replica
+// holds a prefix of the log, so a page that is not the last one is right;
+// the last page is checked with the leader (is there a matching event
+// after it?) and read again while it lags.
 func (l *Log) Read(ctx context.Context, filter string, from uint64, limit int) (records []Record, next uint64, err error) {
+	for attempt := 0; ; attempt++ {
+		records, next, err = l.readOnce(ctx, filter, from, limit)
+		if err != nil || next != 0 || max(1, l.cfg.Replicas) == 1 {
+			return records, next, err
+		}
+		if len(records) >= limit {
+			// A full page: the next read checks what comes after it.
+			return records, records[len(records)-1].Seq + 1, nil
+		}
+		after := from
+		if len(records) > 0 {
+			after = records[len(records)-1].Seq + 1
+		}
+		_, err := LeaderGet(ctx, l.nc, API, l.cfg.Stream, GetRequest{Seq: after, NextBySubject: filter})
+		switch {
+		case errors.Is(err, ErrNoMessage):
+			return records, 0, nil
+		case err != nil:
+			return nil, 0, fmt.Errorf("read: ask the stream's leader for the last events: %w", err)
+		case attempt == staleRetries:
+			return nil, 0, fmt.Errorf("read: the replica that answered lags the stream's leader; retry")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-time.After(time.Duration(1<<attempt) * time.Millisecond):
+		}
+	}
+}
+
+func (l *Log) readOnce(ctx context.Context, filter string, from uint64, limit int) (records []Record, next uint64, err error) {
 	records = []Record{}
 	req := GetRequest{Seq: from, NextBySubject: filter, Batch: limit, MaxBytes: l.cfg.ReadMaxBytes}
 	pending, err := DirectGet(ctx, l.nc, API, l.cfg.Stream, req, func(m *nats.Msg) error {
