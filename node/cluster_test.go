@@ -95,6 +95,19 @@ func TestClusterAppendsAndQueriesOnEveryServer(t *testing.T) {
 		}
 	}
 	checkAppendRulesAcrossServers(t, clients)
+	// Each server answers appends addressed to it (node/client sends
+	// there): the reply is an append's; no server answers for another name.
+	for _, s := range servers {
+		nc := dial(t, s)
+		h := nats.Header{protocol.HeaderType: {"OrderPlaced"}}
+		resp := request(t, nc, protocol.SubjectAppendOn+"."+s.ServerName()+".order.on-"+s.ServerName(), h, `{"customer":"ada","total":1}`)
+		if resp.Header.Get("Nats-Service-Error-Code") != "" || !strings.Contains(string(resp.Data), `"seq"`) {
+			t.Fatalf("append on %s: %s %s", s.ServerName(), resp.Header, resp.Data)
+		}
+		if _, err := nc.Request(protocol.SubjectAppendOn+".nope.order.o-1", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+			t.Fatalf("append on an unknown server: %v, want no responders", err)
+		}
+	}
 	// Each server answers for its own projections (datamesh status).
 	r, err := clients[0].Projections()
 	if err != nil || len(r.Servers) != 3 {

@@ -60,6 +60,38 @@ func (a *API) append(req micro.Request, start time.Time) *protocol.Error {
 	return nil
 }
 
+// AppendOnPrefix is the subject prefix of the appends addressed to the node
+// on one server of a cluster: <AppendOnPrefix(server)>.<aggregate>.<id>.
+// An append on dm.append goes to any server's node (the API is a queue
+// group, and nats-server picks a member at random, local or across a
+// route); one on this subject is handled on the server named, so a client
+// that names the server it is connected to skips two route crossings, and
+// each server's node publishes only its own clients' appends, which reach
+// the stream's leader in larger groups (docs/performance.md, "Cluster
+// appends"). It is answered exactly as dm.append is.
+func AppendOnPrefix(server string) string { return protocol.SubjectAppendOn + "." + server }
+
+// handleAppendOn serves <AppendOnPrefix(this server)>.<aggregate>.<id> as
+// handleAppend serves dm.append.<aggregate>.<id>: the request is read as if
+// sent there, so its errors, metrics and rejected record (which a replay
+// sends to any server) are those of dm.append.
+func (a *API) handleAppendOn(req micro.Request) {
+	rest, ok := strings.CutPrefix(req.Subject(), AppendOnPrefix(a.cfg.Server)+".")
+	if !ok {
+		replyError(req, protocol.NewError(protocol.CodeBadRequest, "subject %q: want %s.<aggregate>.<id>", req.Subject(), AppendOnPrefix(a.cfg.Server)))
+		return
+	}
+	a.handleAppend(appendOn{Request: req, subject: protocol.SubjectAppend + "." + rest})
+}
+
+// appendOn is a request to AppendOnPrefix read as one to dm.append.
+type appendOn struct {
+	micro.Request
+	subject string
+}
+
+func (r appendOn) Subject() string { return r.subject }
+
 // appendTarget reads the aggregate and id of an append's subject and its
 // expected version.
 func appendTarget(subject string, h nats.Header) (agg, id string, expected *uint64, e *protocol.Error) {

@@ -119,9 +119,12 @@ func (a *API) Start(ctx context.Context) error {
 	}
 	a.svc = svc
 	for _, e := range a.endpoints() {
-		h := e.h
+		h, mw := e.h, e.name
+		if mw == appendOnServer {
+			mw = "append"
+		}
 		for i := len(a.cfg.Middleware) - 1; i >= 0; i-- {
-			h = a.cfg.Middleware[i](e.name, h)
+			h = a.cfg.Middleware[i](mw, h)
 		}
 		if err := svc.AddEndpoint(e.name, a.gated(h), micro.WithEndpointSubject(e.subject)); err != nil {
 			return err
@@ -144,8 +147,12 @@ type endpoint struct {
 	h             micro.HandlerFunc
 }
 
+// appendOnServer is the endpoint of the appends addressed to this server
+// of a cluster; middleware knows it as "append", as the appends it is.
+const appendOnServer = "append-on-server"
+
 func (a *API) endpoints() []endpoint {
-	return []endpoint{
+	eps := []endpoint{
 		{"append", protocol.SubjectAppend + ".>", a.handleAppend},
 		{"read", protocol.SubjectRead + ".>", a.handleRead},
 		{"apply", protocol.SubjectApply, a.handleApply},
@@ -170,6 +177,12 @@ func (a *API) endpoints() []endpoint {
 		{"rejected-replay", protocol.SubjectRejectedReplay, a.withRejected(a.handleRejectedReplay)},
 		{"rejected-status", protocol.SubjectRejectedStatus, a.withRejected(a.handleRejectedStatus)},
 	}
+	if a.cfg.Servers != nil {
+		// On a cluster: appends handled by this server, not by a random
+		// member of the queue group (node/client sends there).
+		eps = append(eps, endpoint{appendOnServer, AppendOnPrefix(a.cfg.Server) + ".>", a.handleAppendOn})
+	}
+	return eps
 }
 
 // Close stops the service and waits for the handlers under way and the

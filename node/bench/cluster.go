@@ -312,8 +312,9 @@ func clusterAppend(ctx context.Context, o Options, cl *cluster, durability strin
 		return nil, err
 	}
 	total := o.Sizes.Cluster
+	prefix, how := appendPrefix(cl)
 	build := func(i int) *nats.Msg {
-		m := nats.NewMsg(protocol.SubjectAppend + ".order.p-" + strconv.Itoa(i%1000))
+		m := nats.NewMsg(prefix + ".order.p-" + strconv.Itoa(i%1000))
 		m.Header.Set(protocol.HeaderType, "OrderPlaced")
 		m.Header.Set(protocol.HeaderID, "cluster-"+durability+"-p-"+strconv.Itoa(i))
 		m.Data = payload(i)
@@ -335,30 +336,35 @@ func clusterAppend(ctx context.Context, o Options, cl *cluster, durability strin
 		Storage: jetstream.FileStorage, Replicas: clusterServers, Duplicates: node.DefaultDedupWindow}); err != nil {
 		return nil, fmt.Errorf("raw stream: %w", err)
 	}
-	where, err := sameLeader(sctx, cl)
+	where, leader, err := sameLeader(sctx, cl)
 	if err != nil {
 		return nil, err
 	}
 	// In turns, so that drift on a shared machine falls on both alike.
 	var dmSecs, rawSecs float64
+	var dmEntries, rawEntries uint64
 	half := total / clusterRounds
 	for round := range clusterRounds {
+		before := raftIndexes(cl, leader)
 		rawRate, err := rawAsyncRate(js, "cluster-"+durability+"-"+strconv.Itoa(round), half)
 		if err != nil {
 			return nil, fmt.Errorf("raw: %w", err)
 		}
 		rawSecs += float64(half) / rawRate
+		mid := raftIndexes(cl, leader)
+		rawEntries += entriesSince(before, mid)
 		el, err := pipeline(cl.nc, half, o.Sizes.InFlight, func(i int) *nats.Msg { return build(round*half + i) })
 		if err != nil {
 			return nil, err
 		}
 		dmSecs += el.Seconds()
+		dmEntries += entriesSince(mid, raftIndexes(cl, leader))
 	}
 	n := float64(half * clusterRounds)
 	r := &Result{Name: "cluster-append-pipelined-" + durability, Value: n / dmSecs, Unit: "events/s", Raw: n / rawSecs,
 		Target: fmt.Sprintf("ratio >= %.1f", clusterAppendRatio),
-		Note: fmt.Sprintf("3 servers, R3, client on a follower; %d in flight, %d turns each; raw: JetStream async publishes with msg ids to an R3 stream (%s)",
-			o.Sizes.InFlight, clusterRounds, where)}
+		Note: fmt.Sprintf("3 servers, R3, client on a follower; %s; %d in flight, %d turns each; raw: JetStream async publishes with msg ids to an R3 stream (%s); events per raft append entry %.0f, raw %.0f",
+			how, o.Sizes.InFlight, clusterRounds, where, perEntry(half*clusterRounds, dmEntries), perEntry(half*clusterRounds, rawEntries))}
 	if durability == node.DurabilityFsync {
 		r.Note += "; sync_always on every server"
 	}
@@ -369,29 +375,29 @@ func clusterAppend(ctx context.Context, o Options, cl *cluster, durability strin
 
 // sameLeader moves the raw stream's leader to the server that leads the
 // event stream, so that both figures cross the same routes, and says
-// where the raw leader is.
-func sameLeader(ctx context.Context, cl *cluster) (string, error) {
+// where the raw leader is and which server leads the event stream.
+func sameLeader(ctx context.Context, cl *cluster) (string, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	events, err := streamLeader(ctx, cl.inproc, node.DefaultStreamName)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	req := fmt.Appendf(nil, `{"placement":{"preferred":%q}}`, serverName(events))
 	for {
 		raw, err := streamLeader(ctx, cl.inproc, rawStream)
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		if raw == events {
-			return "its leader on the event stream's leader", nil
+			return "its leader on the event stream's leader", events, nil
 		}
 		if _, err := cl.nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+rawStream, req, 5*time.Second); err != nil {
-			return "", fmt.Errorf("move the raw stream's leader: %w", err)
+			return "", 0, fmt.Errorf("move the raw stream's leader: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Sprintf("its leader on %s, the event stream's on %s", serverName(raw), serverName(events)), nil
+			return fmt.Sprintf("its leader on %s, the event stream's on %s", serverName(raw), serverName(events)), events, nil
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

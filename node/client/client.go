@@ -22,10 +22,13 @@ const DefaultTimeout = 15 * time.Second
 type Client struct {
 	nc      *nats.Conn
 	timeout time.Duration
+	on      *appendOn // shared by the copies WithTimeout makes
 }
 
 // New returns a client on nc with DefaultTimeout.
-func New(nc *nats.Conn) *Client { return &Client{nc: nc, timeout: DefaultTimeout} }
+func New(nc *nats.Conn) *Client {
+	return &Client{nc: nc, timeout: DefaultTimeout, on: &appendOn{served: map[string]bool{}}}
+}
 
 // WithTimeout returns a copy of c whose requests wait at most d.
 func (c *Client) WithTimeout(d time.Duration) *Client {
@@ -63,7 +66,7 @@ func (c *Client) Append(aggregate, id, typ string, data []byte, o AppendOptions)
 		h.Set(protocol.HeaderExpectedVersion, strconv.FormatUint(*o.ExpectedVersion, 10))
 	}
 	var r protocol.AppendReply
-	return &r, c.call(protocol.SubjectAppend+"."+aggregate+"."+id, h, data, &r)
+	return &r, c.callAppend(aggregate, id, h, data, &r)
 }
 
 // AppendBatch stores events (structured CloudEvents) atomically on aggregate/id.
@@ -78,7 +81,7 @@ func (c *Client) AppendBatch(aggregate, id string, events []map[string]any, expe
 		h.Set(protocol.HeaderExpectedVersion, strconv.FormatUint(*expected, 10))
 	}
 	var r protocol.BatchReply
-	return &r, c.call(protocol.SubjectAppend+"."+aggregate+"."+id, h, body, &r)
+	return &r, c.callAppend(aggregate, id, h, body, &r)
 }
 
 // Read returns events of aggregate (id "" reads the whole category).
@@ -195,7 +198,7 @@ func (c *Client) call(subject string, h nats.Header, body []byte, out any) error
 	m.Data = body
 	resp, err := c.nc.RequestMsg(m, c.timeout)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("no DataMesh node answers on %s at %s (is `datamesh node` running?)", subject, c.nc.ConnectedUrlRedacted())
+		return fmt.Errorf("no DataMesh node answers on %s at %s (is `datamesh node` running?): %w", subject, c.nc.ConnectedUrlRedacted(), err)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", subject, err)

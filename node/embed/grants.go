@@ -8,7 +8,10 @@ import (
 
 // APISubjects are the subjects services' grants open.
 type APISubjects struct {
-	Append    string // dm.append: <Append>.<aggregate>.<id>
+	Append string // dm.append: <Append>.<aggregate>.<id>
+	// AppendOn is dm.append-on: <AppendOn>.<server>.<aggregate>.<id>, an
+	// append handled by one server of a cluster.
+	AppendOn  string
 	Read      string // dm.read: <Read>.<aggregate>[.<id>]
 	Query     string // dm.query: <Query>.<projection>[.v<version>]
 	Changes   string // dm.changes: <Changes>.<projection>.<key> (the node publishes)
@@ -66,6 +69,9 @@ func grantPermissions(svc Service, api APISubjects) *server.Permissions {
 	}
 	for _, a := range g.Append {
 		pub = append(pub, api.Append+"."+a+".>")
+		if api.AppendOn != "" {
+			pub = append(pub, api.AppendOn+".*."+a+".>")
+		}
 		// Its refused publishes, announced as they are recorded.
 		if a != "*" {
 			sub = append(sub, api.Rejected+"."+a)

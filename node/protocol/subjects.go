@@ -39,6 +39,10 @@ const (
 	// links and exports answers for them: dm.admin.runner.<endpoint>
 	// (mesh, link-retry, replay). The other servers forward there.
 	SubjectRunner = "dm.admin.runner"
+	// SubjectAppendOn is, on a cluster, an append handled by the server
+	// named: dm.append-on.<server>.<aggregate>.<id>, answered as
+	// dm.append.<aggregate>.<id> is (docs/cluster.md).
+	SubjectAppendOn = "dm.append-on"
 	// SubjectAdmin covers every admin subject.
 	SubjectAdmin = "dm.admin"
 )
