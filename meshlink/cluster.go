@@ -2,6 +2,7 @@ package meshlink
 
 import (
 	"context"
+	"time"
 )
 
 // On a clustered node every server has a Mesh. Each follows every export
@@ -40,7 +41,7 @@ func (m *Mesh) Activate(ctx context.Context) error {
 		m.runExport(r)
 	}
 	if err := m.reload(m.wantRemotes(nil)); err != nil {
-		m.log.Error("connect to peers; links retry until the leafnodes are up", "error", err)
+		m.log.Error("connect to peers: the links cannot reach them until the next change of links or of the server that runs them", "error", err)
 	}
 	for _, w := range m.links {
 		w.mu.Lock()
@@ -93,7 +94,20 @@ func (m *Mesh) Follow(exports []*Export, links []*Link) {
 	if err := m.start(exports, links); err != nil {
 		m.log.Error("follow exports and links", "error", err)
 	}
+	if !m.active || len(exports) == 0 {
+		return
+	}
+	// A peer taken out of an export's to loses its copy (as Commit does
+	// standalone), also one a worker recreated before it was replaced.
+	ctx, cancel := context.WithTimeout(m.ctx, sweepTimeout)
+	defer cancel()
+	if err := m.sweepExportStreams(ctx); err != nil {
+		m.log.Warn("export copies not swept; the next apply tries again", "error", err)
+	}
 }
+
+// sweepTimeout bounds a sweep of export copies made off a request.
+const sweepTimeout = 10 * time.Second
 
 // ForgetExport stops and forgets an export deleted through any server;
 // the server that runs the mesh deletes its copies.

@@ -121,6 +121,9 @@ func (m *Mesh) Replay(ctx context.Context, name string, exportSeqs []uint64) (*R
 	if w == nil {
 		return nil, notFound("no link %q", name)
 	}
+	if !m.Active() {
+		return nil, unavailable("server %s does not run the links: another server of the cluster does", m.cfg.Server)
+	}
 	w.replayMu.Lock() // one replay of a link at a time
 	defer w.replayMu.Unlock()
 	var (

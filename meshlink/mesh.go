@@ -269,6 +269,13 @@ func (m *Mesh) Commit(ctx context.Context, exports []*Export, links []*Link) err
 			return unavailable("store link %s: %v", l.Name, err)
 		}
 	}
+	if m.cfg.Clustered {
+		// Every server, this one too, takes the change from the registry's
+		// watch, in the order the registry stored it (Follow): starting it
+		// here could put back a definition that a later change through
+		// another server has replaced or deleted already.
+		return nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.start(exports, links); err != nil {

@@ -265,9 +265,14 @@ func checkProjectionsEqualRebuild(t *testing.T, ps []*nodeProcess, a *acks, last
 		t.Fatal(err)
 	}
 	rebuild := bytes.Replace(spec, []byte("version: 1"), []byte("version: 9"), 1)
-	if _, err := ps[0].c.Apply(rebuild, false); err != nil {
-		t.Fatalf("apply the rebuild: %v", err)
-	}
+	// The registry's stream may still be electing a leader after the kill
+	// (its RAFT group is idle, so its followers notice the loss only after
+	// an election timeout): retry as an operator would (applying the same
+	// version again is "unchanged").
+	waitUntil(t, procDeadline, func() error {
+		_, err := ps[0].c.Apply(rebuild, false)
+		return err
+	})
 	for _, p := range ps {
 		// The rebuild was applied through any server: each server starts it
 		// when its registry watch sees it, and both versions reach last.

@@ -39,8 +39,10 @@ func (a *API) handleDelete(req micro.Request) {
 	}
 	ctx, cancel := opContext()
 	defer cancel()
-	var err error
+	// On a cluster: decide on every change stored, through any server.
+	err := a.barrier(ctx)
 	switch {
+	case err != nil:
 	case strings.EqualFold(body.Kind, meshlink.KindExport):
 		body.Kind, err = meshlink.KindExport, a.deps.Mesh.DeleteExport(ctx, body.Name)
 	case strings.EqualFold(body.Kind, meshlink.KindLink):

@@ -21,6 +21,13 @@ func LeaderGet(ctx context.Context, nc *nats.Conn, api, stream string, req GetRe
 		Next  string `json:"next_by_subj,omitempty"`
 		NoHdr bool   `json:"no_hdr"`
 	}{req.Seq, req.NextBySubject, true})
+	// A leader that died is not answered for until its group notices:
+	// never wait for it without a bound.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, getMsgTimeout)
+		defer cancel()
+	}
 	m, err := nc.RequestWithContext(ctx, api+".STREAM.MSG.GET."+stream, body)
 	if err != nil {
 		return 0, err
