@@ -138,8 +138,17 @@ func TestClusterExportSurvivesItsRunner(t *testing.T) {
 		}
 		return nil
 	})
-	// Exports go on from the new runner while the appends go on.
+	// Exports go on from the new runner while the appends go on; the
+	// export says the peer is connected, whichever server its leafnode
+	// is on.
 	waitCategory(t, bc, "order", before+30)
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		st, err := others[1].Mesh()
+		if err != nil || len(st.Exports) != 1 || !st.Exports[0].Connected {
+			return fmt.Errorf("export status: %v %+v", err, st)
+		}
+		return nil
+	})
 	close(stop)
 	total := 50 + <-placed
 	checkExactlyOnce(t, waitCategory(t, bc, "order", total), total)

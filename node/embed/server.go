@@ -311,7 +311,15 @@ func sameListeners(old, cfg Config) error {
 }
 
 // ExportConnected reports whether peer's leafnode is connected to its export account.
-func (s *Server) ExportConnected(peer string) bool { return s.leafConnected(exportAccount(peer)) }
+// On a cluster the peer's leafnode may be on another server: the account's
+// count of leafnodes includes those its servers announce.
+func (s *Server) ExportConnected(peer string) bool {
+	if s.leafConnected(exportAccount(peer)) {
+		return true
+	}
+	acc, err := s.srv.LookupAccount(exportAccount(peer))
+	return err == nil && acc.NumLeafNodes() > 0
+}
 
 // PeerConnected reports whether this node's leafnode to peer is up.
 func (s *Server) PeerConnected(peer string) bool { return s.leafConnected(peerAccount(peer)) }
