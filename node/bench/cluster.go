@@ -22,6 +22,7 @@ import (
 	"github.com/datamesh/datamesh/node/client"
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/protocol"
+	"github.com/datamesh/datamesh/node/routeproxy"
 )
 
 // The cluster scenarios run on three in-process servers of one node
@@ -69,7 +70,7 @@ func expandGroups(only []string) []string {
 // route, as in most deployments).
 type cluster struct {
 	nodes   []*node.Node
-	proxies *routeProxies // nil unless the cluster can lose a server
+	proxies *routeproxy.Proxies // nil unless the cluster can lose a server
 	// quiet silences the servers' logs (see errorsOnly).
 	quiet  atomic.Bool
 	dirs   []string
@@ -98,10 +99,10 @@ func startCluster(ctx context.Context, o Options, durability string, cuttable bo
 		routes[i] = "nats-route://" + listens[i]
 	}
 	if cuttable {
-		if cl.proxies, err = startProxies(listens); err != nil {
+		if cl.proxies, err = routeproxy.Start(listens); err != nil {
 			return nil, err
 		}
-		for i, a := range cl.proxies.addrs() {
+		for i, a := range cl.proxies.Addrs() {
 			routes[i] = "nats-route://" + a
 		}
 	}
@@ -219,7 +220,7 @@ func (cl *cluster) stop() {
 	}
 	wg.Wait()
 	if cl.proxies != nil {
-		cl.proxies.close()
+		cl.proxies.Close()
 	}
 	for _, d := range cl.dirs {
 		os.RemoveAll(d)

@@ -60,7 +60,7 @@ func waitAcks(ctx context.Context, a *ackTimes, n int) error {
 
 // failover appends from clients connected to the two servers that do not
 // lead the event stream, with ce-ids, each retrying an append that was not
-// answered; it cuts the leader off from the others at once (routeProxies:
+// answered; it cuts the leader off from the others at once (routeproxy.Proxies:
 // to them, its SIGKILL) and reports the longest time between two
 // acknowledgements.
 func failover(ctx context.Context, o Options, cl *cluster) (Result, error) {
@@ -115,7 +115,7 @@ func failover(ctx context.Context, o Options, cl *cluster) (Result, error) {
 	n := a.count()
 	stopped := time.Now()
 	cl.quiet.Store(true)
-	if err := cl.proxies.cutOff(leader, cl.nodes[leader].Server().ID()); err != nil {
+	if err := cl.proxies.Cut(leader, cl.nodes[leader].Server().ID()); err != nil {
 		return Result{}, err
 	}
 	if err := waitAcks(ctx, a, n+before); err != nil {

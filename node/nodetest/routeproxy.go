@@ -1,276 +1,35 @@
 package nodetest
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
-	"io"
-	"net"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/datamesh/datamesh/node/routeproxy"
 )
 
-// RouteProxies stand between the servers of a test cluster so that a test
-// can partition it: each server's routes dial the proxies (Routes), and
-// the proxy of server i forwards to i's route listener. A route's dialer
-// sends its CONNECT, with its server ID, before anything else, so each
-// proxied connection is known by both its ends and Cut can isolate one
-// server in both directions at once; Heal lets the routes open again.
-// Plain routes only: a TLS route's CONNECT cannot be read.
-// (node/bench's failover scenario cuts its routes the same way.)
+// RouteProxies are routeproxy.Proxies for a test: between the servers of
+// a test cluster, so that the test can partition it (Cut) and heal it.
 type RouteProxies struct {
-	backends []string       // the servers' route listeners
-	ports    map[string]int // a server's route port → its proxy's
-	lns      []net.Listener
-	wg       sync.WaitGroup
-
-	mu     sync.Mutex
-	conns  map[*proxied]struct{}
-	cut    int    // the index of the server cut off, -1 if none
-	cutID  string // its server ID
-	closed bool
+	*routeproxy.Proxies
+	t testing.TB
 }
 
-// proxied is one route connection through a proxy: from the server with
-// ID from (known once its CONNECT is read) to server to.
-type proxied struct {
-	to   int
-	down net.Conn
-
-	mu     sync.Mutex
-	from   string
-	back   net.Conn
-	closed bool
-}
-
-// NewRouteProxies listens on a loopback port for each of the servers'
-// route listeners (host:port), and closes the proxies when the test ends.
+// NewRouteProxies stands a proxy before each of the servers' route
+// listeners (host:port) and closes them when the test ends.
 func NewRouteProxies(t testing.TB, backends []string) *RouteProxies {
 	t.Helper()
-	p := &RouteProxies{backends: backends, ports: map[string]int{}, conns: map[*proxied]struct{}{}, cut: -1}
-	t.Cleanup(p.close)
-	for i, b := range backends {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("route proxy: %v", err)
-		}
-		p.lns = append(p.lns, ln)
-		_, port, err := net.SplitHostPort(b)
-		if err != nil {
-			t.Fatalf("route proxy for %q: %v", b, err)
-		}
-		p.ports[port] = ln.Addr().(*net.TCPAddr).Port
-		p.wg.Add(1)
-		go p.accept(ln, i)
+	p, err := routeproxy.Start(backends)
+	if err != nil {
+		t.Fatalf("route proxies: %v", err)
 	}
-	return p
+	t.Cleanup(p.Close)
+	return &RouteProxies{Proxies: p, t: t}
 }
 
-// Routes are the route URLs every server lists: the proxies'.
-func (p *RouteProxies) Routes() []string {
-	out := make([]string, len(p.lns))
-	for i, ln := range p.lns {
-		out[i] = "nats-route://" + ln.Addr().String()
-	}
-	return out
-}
-
-// Cut isolates server i, whose server ID is id, from the others: every
-// route from or to it closes, and none opens again until Heal.
+// Cut isolates server i, whose server ID is id, from the others until
+// Heal; the test fails if it cannot.
 func (p *RouteProxies) Cut(i int, id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut, p.cutID = i, id
-	for c := range p.conns {
-		if p.isCut(c) {
-			c.close()
-		}
+	p.t.Helper()
+	if err := p.Proxies.Cut(i, id); err != nil {
+		p.t.Fatal(err)
 	}
-}
-
-// Heal ends the cut: the servers' routes open again as they retry them.
-func (p *RouteProxies) Heal() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut, p.cutID = -1, ""
-}
-
-func (p *RouteProxies) accept(ln net.Listener, to int) {
-	defer p.wg.Done()
-	for {
-		down, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		c := &proxied{to: to, down: down}
-		if !p.add(c) {
-			c.close()
-			continue
-		}
-		p.wg.Add(1)
-		go p.serve(c)
-	}
-}
-
-// serve reads the dialer's CONNECT, refuses a connection from or to the
-// server cut off, and otherwise forwards both ways until either end closes.
-func (p *RouteProxies) serve(c *proxied) {
-	defer p.wg.Done()
-	defer p.remove(c)
-	defer c.close()
-	_ = c.down.SetReadDeadline(time.Now().Add(10 * time.Second))
-	down := bufio.NewReader(c.down)
-	line, err := down.ReadBytes('\n')
-	_ = c.down.SetReadDeadline(time.Time{})
-	if err != nil {
-		return
-	}
-	back, err := net.Dial("tcp", p.backends[c.to])
-	if err != nil {
-		return
-	}
-	if !c.connect(connectName(line), back) || !p.allowed(c) {
-		return
-	}
-	if _, err := back.Write(line); err != nil {
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		p.forward(back, down)
-		c.close()
-		close(done)
-	}()
-	p.forward(c.down, bufio.NewReader(back))
-	c.close()
-	<-done
-}
-
-// forward copies src to dst, the first INFO with its port rewritten.
-//
-// A server tells the others its route port in its INFO; they gossip it
-// as the address to reach it and open routes there. Rewritten to the port
-// of its proxy, every route goes through the proxies, and a cut leaves no
-// way round.
-func (p *RouteProxies) forward(dst io.Writer, src *bufio.Reader) {
-	for range 16 {
-		line, err := src.ReadBytes('\n')
-		if err != nil {
-			return
-		}
-		info, ok := bytes.CutPrefix(line, []byte("INFO "))
-		if ok {
-			line = p.rewriteInfo(info)
-		}
-		if _, err := dst.Write(line); err != nil {
-			return
-		}
-		if ok {
-			break
-		}
-	}
-	_, _ = io.Copy(dst, src)
-}
-
-// rewriteInfo returns the INFO line of the JSON js with its port, a
-// server's route port, replaced by its proxy's.
-func (p *RouteProxies) rewriteInfo(js []byte) []byte {
-	var info map[string]any
-	d := json.NewDecoder(bytes.NewReader(js))
-	d.UseNumber()
-	if err := d.Decode(&info); err == nil {
-		if n, ok := info["port"].(json.Number); ok {
-			if proxy, ok := p.ports[n.String()]; ok {
-				info["port"] = proxy
-				if b, err := json.Marshal(info); err == nil {
-					js = append(b, '\r', '\n')
-				}
-			}
-		}
-	}
-	return append([]byte("INFO "), js...)
-}
-
-// connect sets the dialer's ID and the backend connection, unless c is
-// closed already.
-func (c *proxied) connect(from string, back net.Conn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		back.Close()
-		return false
-	}
-	c.from, c.back = from, back
-	return true
-}
-
-func (c *proxied) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	c.down.Close()
-	if c.back != nil {
-		c.back.Close()
-	}
-}
-
-func (c *proxied) dialer() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.from
-}
-
-// connectName is the server ID in a route's CONNECT line, "" if none.
-func connectName(line []byte) string {
-	var info struct {
-		Name string `json:"name"`
-	}
-	if js, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("CONNECT ")); ok {
-		_ = json.Unmarshal(js, &info)
-	}
-	return info.Name
-}
-
-// add registers c unless the proxies are closed.
-func (p *RouteProxies) add(c *proxied) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
-
-// allowed reports whether c, its dialer known, may go on: not from or to
-// the server cut off. A cut after this closes it.
-func (p *RouteProxies) allowed(c *proxied) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return !p.closed && !p.isCut(c)
-}
-
-func (p *RouteProxies) remove(c *proxied) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.conns, c)
-}
-
-func (p *RouteProxies) isCut(c *proxied) bool {
-	return p.cut >= 0 && (c.to == p.cut || c.dialer() == p.cutID)
-}
-
-// close stops the proxies and waits for their goroutines.
-func (p *RouteProxies) close() {
-	p.mu.Lock()
-	p.closed = true
-	for c := range p.conns {
-		c.close()
-	}
-	p.mu.Unlock()
-	for _, ln := range p.lns {
-		ln.Close()
-	}
-	p.wg.Wait()
 }

@@ -1,4 +1,7 @@
-package bench
+// Package routeproxy stands TCP proxies between the servers of a cluster,
+// so that a test or the benchmark can cut one server off from the others
+// and heal the cut: what a SIGKILL or a partition looks like to them.
+package routeproxy
 
 import (
 	"bufio"
@@ -11,14 +14,16 @@ import (
 	"time"
 )
 
-// routeProxies stand between the servers of the failover scenario's
-// cluster: each server's routes dial the proxies, and the proxy of server
-// i forwards to i's route listener. A route's dialer sends CONNECT first,
-// with its server ID, so each proxied connection is known by both its
-// ends, and cut can isolate one server at once: what its SIGKILL looks like
-// to the others. nats-server's Shutdown is no such loss: it first hands
-// the server's RAFT leaderships over (stepdownRaftNodes).
-type routeProxies struct {
+// Proxies stand between the servers of a cluster: each server's routes
+// dial the proxies (Routes), and the proxy of server i forwards to i's
+// route listener. A route's dialer sends CONNECT first, with its server
+// ID, so each proxied connection is known by both its ends, and Cut can
+// isolate one server in both directions at once: what its SIGKILL or a
+// partition looks like to the others (nats-server's Shutdown is no such
+// loss: it first hands the server's RAFT leaderships over). Heal lets the
+// routes open again. Plain routes only: a TLS route's CONNECT cannot be
+// read.
+type Proxies struct {
 	backends []string       // the servers' route listeners
 	ports    map[string]int // a server's route port → its proxy's
 	lns      []net.Listener
@@ -43,20 +48,21 @@ type proxied struct {
 	closed bool
 }
 
-// startProxies listens on a loopback port for each backend and returns
-// the proxies; addrs()[i] stands for backends[i].
-func startProxies(backends []string) (*routeProxies, error) {
-	p := &routeProxies{backends: backends, ports: map[string]int{}, conns: map[*proxied]struct{}{}, cut: -1}
+// Start listens on a loopback port for each backend (a server's route
+// listener, host:port) and returns the proxies; Addrs()[i] stands for
+// backends[i].
+func Start(backends []string) (*Proxies, error) {
+	p := &Proxies{backends: backends, ports: map[string]int{}, conns: map[*proxied]struct{}{}, cut: -1}
 	for i := range backends {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			p.close()
+			p.Close()
 			return nil, err
 		}
 		p.lns = append(p.lns, ln)
 		_, port, err := net.SplitHostPort(backends[i])
 		if err != nil {
-			p.close()
+			p.Close()
 			return nil, err
 		}
 		p.ports[port] = ln.Addr().(*net.TCPAddr).Port
@@ -66,7 +72,8 @@ func startProxies(backends []string) (*routeProxies, error) {
 	return p, nil
 }
 
-func (p *routeProxies) addrs() []string {
+// Addrs are the proxies' addresses, in the order of the backends.
+func (p *Proxies) Addrs() []string {
 	out := make([]string, len(p.lns))
 	for i, ln := range p.lns {
 		out[i] = ln.Addr().String()
@@ -74,7 +81,7 @@ func (p *routeProxies) addrs() []string {
 	return out
 }
 
-func (p *routeProxies) accept(ln net.Listener, to int) {
+func (p *Proxies) accept(ln net.Listener, to int) {
 	defer p.wg.Done()
 	for {
 		down, err := ln.Accept()
@@ -93,7 +100,7 @@ func (p *routeProxies) accept(ln net.Listener, to int) {
 
 // serve reads the dialer's CONNECT, refuses a connection from or to the
 // server cut off, and otherwise forwards both ways until either end closes.
-func (p *routeProxies) serve(c *proxied) {
+func (p *Proxies) serve(c *proxied) {
 	defer p.wg.Done()
 	defer p.remove(c)
 	defer c.close()
@@ -131,7 +138,7 @@ func (p *routeProxies) serve(c *proxied) {
 // as the address to reach it (the connection's IP and that port) and open
 // routes there. Rewritten to the port of its proxy, every route goes
 // through the proxies, and cut leaves no way round.
-func (p *routeProxies) forward(dst io.Writer, src *bufio.Reader) {
+func (p *Proxies) forward(dst io.Writer, src *bufio.Reader) {
 	for range 16 {
 		line, err := src.ReadBytes('\n')
 		if err != nil {
@@ -153,7 +160,7 @@ func (p *routeProxies) forward(dst io.Writer, src *bufio.Reader) {
 
 // rewriteInfo returns the INFO line of the JSON js with its port, a
 // server's route port, replaced by its proxy's.
-func (p *routeProxies) rewriteInfo(js []byte) []byte {
+func (p *Proxies) rewriteInfo(js []byte) []byte {
 	var info map[string]any
 	d := json.NewDecoder(bytes.NewReader(js))
 	d.UseNumber()
@@ -211,7 +218,7 @@ func connectName(line []byte) string {
 }
 
 // add registers c unless the proxies are closed.
-func (p *routeProxies) add(c *proxied) bool {
+func (p *Proxies) add(c *proxied) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -223,25 +230,34 @@ func (p *routeProxies) add(c *proxied) bool {
 
 // allowed reports whether c, its dialer known, may go on: not from or to
 // the server cut off. A cut after this closes it.
-func (p *routeProxies) allowed(c *proxied) bool {
+func (p *Proxies) allowed(c *proxied) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return !p.closed && !p.isCut(c)
 }
 
-func (p *routeProxies) remove(c *proxied) {
+func (p *Proxies) remove(c *proxied) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.conns, c)
 }
 
-func (p *routeProxies) isCut(c *proxied) bool {
+func (p *Proxies) isCut(c *proxied) bool {
 	return p.cut >= 0 && (c.to == p.cut || c.dialer() == p.cutID)
 }
 
-// cutOff isolates server i (server ID id) from the others: every route
-// from or to it closes, and none opens again.
-func (p *routeProxies) cutOff(i int, id string) error {
+// Routes are the route URLs every server lists: the proxies'.
+func (p *Proxies) Routes() []string {
+	out := p.Addrs()
+	for i := range out {
+		out[i] = "nats-route://" + out[i]
+	}
+	return out
+}
+
+// Cut isolates server i, whose server ID is id, from the others: every
+// route from or to it closes, and none opens again until Heal.
+func (p *Proxies) Cut(i int, id string) error {
 	if id == "" {
 		return errors.New("cut off: no server ID")
 	}
@@ -257,7 +273,15 @@ func (p *routeProxies) cutOff(i int, id string) error {
 }
 
 // close stops the proxies and waits for their goroutines.
-func (p *routeProxies) close() {
+// Heal ends the cut: the servers' routes open again as they retry them.
+func (p *Proxies) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut, p.cutID = -1, ""
+}
+
+// Close stops the proxies and closes every connection through them.
+func (p *Proxies) Close() {
 	p.mu.Lock()
 	p.closed = true
 	for c := range p.conns {
