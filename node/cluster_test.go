@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 
 	"github.com/datamesh/datamesh/node"
@@ -41,11 +42,17 @@ func clusterConfigs(t testing.TB, n int) []node.Config {
 // closes them at the end of the test.
 func startServers(t testing.TB, cfgs []node.Config) []*node.Node {
 	t.Helper()
+	return startServersWith(t, cfgs, func(node.Config) hclog.Logger { return testLogger(t) })
+}
+
+// startServersWith is startServers with each server's logger from logger.
+func startServersWith(t testing.TB, cfgs []node.Config, logger func(node.Config) hclog.Logger) []*node.Node {
+	t.Helper()
 	nodes := make([]*node.Node, len(cfgs))
 	errs := make([]error, len(cfgs))
 	var wg sync.WaitGroup
 	for i, cfg := range cfgs {
-		n, err := node.New(cfg, testLogger(t))
+		n, err := node.New(cfg, logger(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}

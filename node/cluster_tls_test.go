@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -378,29 +377,7 @@ func TestClusterListenOffLoopback(t *testing.T) {
 // errors written to out.
 func startServersLogging(t testing.TB, cfgs []node.Config, out io.Writer) []*node.Node {
 	t.Helper()
-	nodes := make([]*node.Node, len(cfgs))
-	errs := make([]error, len(cfgs))
-	var wg sync.WaitGroup
-	for i, cfg := range cfgs {
-		n, err := node.New(cfg, hclog.New(&hclog.LoggerOptions{Name: cfg.ServerName, Level: hclog.Warn, Output: out}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = n
-		t.Cleanup(func() { n.Close() })
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			errs[i] = n.Start(ctx)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("start server %s: %v", cfgs[i].ServerName, err)
-		}
-	}
-	return nodes
+	return startServersWith(t, cfgs, func(cfg node.Config) hclog.Logger {
+		return hclog.New(&hclog.LoggerOptions{Name: cfg.ServerName, Level: hclog.Warn, Output: out})
+	})
 }

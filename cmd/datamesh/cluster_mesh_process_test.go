@@ -31,19 +31,8 @@ func TestClusterLinkRunnerKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The runner, once the link imports.
-	var runner *nodeProcess
-	waitUntil(t, procDeadline, func() error {
-		st, err := ps[1].c.Mesh()
-		if err != nil {
-			return err
-		}
-		for _, p := range ps {
-			if p.name == st.Server && len(st.Links) == 1 && st.Links[0].Imported > 0 {
-				runner = p
-				return nil
-			}
-		}
-		return fmt.Errorf("mesh status %+v", st)
+	runner := meshRunnerProcess(t, ps, func(st *protocol.MeshStatus) bool {
+		return len(st.Links) == 1 && st.Links[0].Imported > 0
 	})
 	appended := make(chan error, 1)
 	go func() { appended <- appendOrders(orders.c, 1000, 1000) }()
@@ -111,19 +100,8 @@ func TestClusterExportRunnerKilled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var runner *nodeProcess
-	waitUntil(t, procDeadline, func() error {
-		st, err := ps[1].c.Mesh()
-		if err != nil {
-			return err
-		}
-		for _, p := range ps {
-			if p.name == st.Server && len(st.Exports) == 1 && st.Exports[0].ExportedSeq > 0 {
-				runner = p
-				return nil
-			}
-		}
-		return fmt.Errorf("mesh status %+v", st)
+	runner := meshRunnerProcess(t, ps, func(st *protocol.MeshStatus) bool {
+		return len(st.Exports) == 1 && st.Exports[0].ExportedSeq > 0
 	})
 	var urls []string
 	for _, p := range ps {
@@ -157,4 +135,25 @@ func TestClusterExportRunnerKilled(t *testing.T) {
 		t.Fatalf("owner's orders: %d, %v (want each of the 1500 acknowledged once)", len(owned), err)
 	}
 	checkServerImported(t, billing, owned)
+}
+
+// meshRunnerProcess waits until the mesh status (asked of any server)
+// satisfies ready and returns the server that runs the mesh.
+func meshRunnerProcess(t *testing.T, ps []*nodeProcess, ready func(*protocol.MeshStatus) bool) *nodeProcess {
+	t.Helper()
+	var runner *nodeProcess
+	waitUntil(t, procDeadline, func() error {
+		st, err := ps[1].c.Mesh()
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if p.name == st.Server && ready(st) {
+				runner = p
+				return nil
+			}
+		}
+		return fmt.Errorf("mesh status %+v", st)
+	})
+	return runner
 }
