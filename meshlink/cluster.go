@@ -41,7 +41,7 @@ func (m *Mesh) Activate(ctx context.Context) error {
 		m.runExport(r)
 	}
 	if err := m.reload(m.wantRemotes(nil)); err != nil {
-		m.log.Error("connect to peers: the links cannot reach them until the next change of links or of the server that runs them", "error", err)
+		m.log.Error("connect to peers; trying again", "error", err)
 	}
 	for _, w := range m.links {
 		w.mu.Lock()
@@ -54,6 +54,21 @@ func (m *Mesh) Activate(ctx context.Context) error {
 		m.log.Warn("export copies not swept; the next apply tries again", "error", err)
 	}
 	return nil
+}
+
+// Reconcile solicits the leafnodes the links need if an earlier attempt
+// failed (a server reload refused while the server changed its runner):
+// the node calls it on the server that runs the mesh, now and then. It
+// does nothing when the leafnodes are as the links want them.
+func (m *Mesh) Reconcile() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.active || m.closed {
+		return
+	}
+	if err := m.reload(m.wantRemotes(nil)); err != nil {
+		m.log.Warn("connect to peers; trying again", "error", err)
+	}
 }
 
 // Deactivate stops every worker and drops the leafnodes to the peers:

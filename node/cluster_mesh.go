@@ -45,6 +45,8 @@ func (r *meshRunner) loop(ctx context.Context) {
 			r.activate(ctx)
 		case !leader && r.active:
 			r.deactivate()
+		case r.active:
+			r.n.mesh.Reconcile()
 		}
 		select {
 		case <-ctx.Done():
