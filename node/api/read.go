@@ -9,6 +9,7 @@ import (
 
 	"github.com/datamesh/datamesh/node/eventlog"
 	"github.com/datamesh/datamesh/node/protocol"
+	"github.com/datamesh/datamesh/schemas"
 )
 
 // defaultReadLimit is how many events a read without a limit returns.
@@ -43,6 +44,9 @@ func (a *API) handleRead(req micro.Request) {
 func decodeRead(subject string, body []byte) (agg, id string, rr protocol.ReadRequest, e *protocol.Error) {
 	if agg, id, e = splitTarget(subject, protocol.SubjectRead); e != nil {
 		return "", "", rr, e
+	}
+	if id != "" && !schemas.ValidToken(id) {
+		return "", "", rr, badRequest("subject %q: the id %q is not one NATS token (no spaces, '.', '*' or '>')", subject, id)
 	}
 	if body := bytes.TrimSpace(body); len(body) > 0 {
 		dec := json.NewDecoder(bytes.NewReader(body))
