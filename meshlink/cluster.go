@@ -47,7 +47,7 @@ func (m *Mesh) Activate(ctx context.Context) error {
 		w.mu.Lock()
 		w.state = LinkConnecting
 		w.mu.Unlock()
-		w.task.start(m.ctx, w.run)
+		m.runLink(w)
 	}
 	m.log.Info("this server runs the mesh", "exports", len(m.exports), "links", len(m.links))
 	if err := m.sweepExportStreams(ctx); err != nil {
@@ -84,11 +84,10 @@ func (m *Mesh) Deactivate() {
 		r.stop()
 		m.exports[name] = m.newExport(r.spec)
 	}
-	for name, w := range m.links {
+	for _, w := range m.links {
 		w.stop()
 		if fresh, err := m.newLinkWorker(w.spec); err == nil {
-			fresh.state = LinkStandby
-			m.links[name] = fresh
+			m.runLink(fresh) // records it, standing by
 		}
 	}
 	if err := m.reload(nil); err != nil {

@@ -79,18 +79,9 @@ func (r *Runner) BeginRestore(ctx context.Context, u Upload) (*Import, error) {
 	if u.Size <= 0 || len(u.SHA256) != 2*sha256.Size {
 		return nil, kinded(ErrInvalid, nil, "announce the backup file's size and SHA-256 (64 hex digits)")
 	}
-	r.mu.Lock()
-	switch {
-	case r.ctx == nil || r.closed:
-		r.mu.Unlock()
-		return nil, kinded(ErrUnavailable, nil, "the node is shutting down")
-	case r.busy:
-		r.mu.Unlock()
-		return nil, kinded(ErrBusy, nil, "a backup or a restore of node %s is under way on this server; one runs at a time", r.cfg.Node)
+	if err := r.takeTurn("a backup or a restore of node %s is under way on this server; one runs at a time"); err != nil {
+		return nil, err
 	}
-	r.busy = true
-	r.wg.Add(1)
-	r.mu.Unlock()
 	i := &Import{r: r, want: Upload{Size: u.Size, SHA256: strings.ToLower(u.SHA256)}, exports: map[string]*nats.Conn{}, hash: sha256.New()}
 	i.ctx, i.cancel = context.WithCancel(r.ctx)
 	if err := i.open(); err != nil {
@@ -159,9 +150,7 @@ func (i *Import) Close() error {
 		if i.nc != nil {
 			i.nc.Close()
 		}
-		i.r.mu.Lock()
-		i.r.busy = false
-		i.r.mu.Unlock()
+		i.r.endTurn()
 		i.r.wg.Done()
 	})
 	return nil

@@ -132,6 +132,30 @@ func (r *Runner) Close() error {
 	return nil
 }
 
+// takeTurn makes the caller the runner's one backup or restore, until
+// endTurn; busy is the refusal's message (with the node's name) when
+// another holds the turn. Close waits for every turn taken (wg).
+func (r *Runner) takeTurn(busy string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.ctx == nil || r.closed:
+		return kinded(ErrUnavailable, nil, "the node is shutting down")
+	case r.busy:
+		return kinded(ErrBusy, nil, busy, r.cfg.Node)
+	}
+	r.busy = true
+	r.wg.Add(1)
+	return nil
+}
+
+// endTurn lets the next backup or restore start.
+func (r *Runner) endTurn() {
+	r.mu.Lock()
+	r.busy = false
+	r.mu.Unlock()
+}
+
 // Job is one backup: Prepare lists what it will hold, WriteTo writes it,
 // Close releases it (and lets the next backup start).
 type Job struct {
@@ -149,18 +173,9 @@ type Job struct {
 // lists the streams and their state at this moment (the manifest). It
 // returns ErrBusy while another backup is under way.
 func (r *Runner) Prepare(ctx context.Context) (*Job, error) {
-	r.mu.Lock()
-	switch {
-	case r.ctx == nil || r.closed:
-		r.mu.Unlock()
-		return nil, kinded(ErrUnavailable, nil, "the node is shutting down")
-	case r.busy:
-		r.mu.Unlock()
-		return nil, kinded(ErrBusy, nil, "a backup of node %s is under way; one runs at a time", r.cfg.Node)
+	if err := r.takeTurn("a backup of node %s is under way; one runs at a time"); err != nil {
+		return nil, err
 	}
-	r.busy = true
-	r.wg.Add(1)
-	r.mu.Unlock()
 	j := &Job{r: r, exports: map[string]*nats.Conn{}}
 	j.ctx, j.cancel = context.WithCancel(r.ctx)
 	if err := j.prepare(ctx); err != nil {
@@ -227,11 +242,7 @@ func (j *Job) Conn() *nats.Conn { return j.nc }
 // tells its client so, so that a client that asks again at once is not
 // refused. Close calls it too. Safe to call twice.
 func (j *Job) EndTurn() {
-	j.turn.Do(func() {
-		j.r.mu.Lock()
-		j.r.busy = false
-		j.r.mu.Unlock()
-	})
+	j.turn.Do(j.r.endTurn)
 }
 
 // Close closes the job's connections and ends the backup's turn. Safe to
